@@ -1,0 +1,1 @@
+//! criterion benchmarks of slimfit-rs live in `benches/benches/`; this library is empty.

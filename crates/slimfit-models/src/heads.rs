@@ -1,0 +1,134 @@
+//! Task heads on top of [`BertModel`], named as Hugging Face's task models name them.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::{Tensor, backend::Backend};
+
+use crate::bert::{BertInput, BertModel};
+use crate::config::BertConfig;
+use crate::dense::Dense;
+use crate::loader::{LoadError, ParamSource};
+
+/// What a sequence-level head predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceTask {
+    /// `n` class logits (cross-entropy).
+    Classification {
+        /// Number of classes, at least 2.
+        num_labels: usize,
+    },
+    /// One real-valued score (mean squared error), e.g. STS-B similarity.
+    Regression,
+}
+
+impl SequenceTask {
+    /// Width of the head's output.
+    pub fn num_outputs(self) -> usize {
+        match self {
+            Self::Classification { num_labels } => num_labels,
+            Self::Regression => 1,
+        }
+    }
+}
+
+/// `BertForSequenceClassification`: pooled `[CLS]` → dropout → `classifier`.
+#[derive(Module, Debug)]
+pub struct BertForSequenceClassification<B: Backend> {
+    /// The encoder (`bert.*` in task checkpoints), with pooler.
+    pub bert: BertModel<B>,
+    /// Dropout before the classifier.
+    pub dropout: Dropout,
+    /// `classifier`, `[num_outputs, hidden]`; freshly initialised when the checkpoint lacks it.
+    pub classifier: Dense<B>,
+    /// `true` for a regression head (one output).
+    pub regression: bool,
+}
+
+impl<B: Backend> BertForSequenceClassification<B> {
+    /// Builds the model; the backbone must be in `source`, the head may be new.
+    pub fn load<S: ParamSource<B>>(
+        source: &mut S,
+        config: &BertConfig,
+        task: SequenceTask,
+    ) -> Result<Self, LoadError> {
+        let bert = BertModel::load(source, config, true)?;
+        let h = config.hidden_size;
+        let classifier = Dense::load(
+            source,
+            "classifier",
+            h,
+            task.num_outputs(),
+            config.initializer_range,
+            false,
+        )?;
+        Ok(Self {
+            bert,
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            classifier,
+            regression: task == SequenceTask::Regression,
+        })
+    }
+
+    /// # Shapes
+    /// - output: `[batch, num_outputs]` (logits, or the regression score in column 0)
+    pub fn forward(&self, input: BertInput<B>) -> Tensor<B, 2> {
+        let pooled = self
+            .bert
+            .forward(input)
+            .pooled
+            .expect("sequence classification always has a pooler");
+        self.classifier.forward(self.dropout.forward(pooled))
+    }
+}
+
+/// `BertForQuestionAnswering`: per-token start and end logits from `qa_outputs`.
+#[derive(Module, Debug)]
+pub struct BertForQuestionAnswering<B: Backend> {
+    /// The encoder, without pooler (as Hugging Face builds it for QA).
+    pub bert: BertModel<B>,
+    /// `qa_outputs`, `[2, hidden]`: row 0 scores starts, row 1 ends.
+    pub qa_outputs: Dense<B>,
+}
+
+/// Start and end logits of an extractive QA head.
+#[derive(Debug, Clone)]
+pub struct SpanLogits<B: Backend> {
+    /// `[batch, seq_len]`.
+    pub start: Tensor<B, 2>,
+    /// `[batch, seq_len]`.
+    pub end: Tensor<B, 2>,
+}
+
+impl<B: Backend> BertForQuestionAnswering<B> {
+    /// Builds the model; the backbone must be in `source`, the head may be new.
+    pub fn load<S: ParamSource<B>>(source: &mut S, config: &BertConfig) -> Result<Self, LoadError> {
+        let bert = BertModel::load(source, config, false)?;
+        let qa_outputs = Dense::load(
+            source,
+            "qa_outputs",
+            config.hidden_size,
+            2,
+            config.initializer_range,
+            false,
+        )?;
+        Ok(Self { bert, qa_outputs })
+    }
+
+    /// # Shapes
+    /// - output: start and end, `[batch, seq_len]` each
+    pub fn forward(&self, input: BertInput<B>) -> SpanLogits<B> {
+        let hidden = self.bert.forward(input).last_hidden_state;
+        let [batch, seq_len, _] = hidden.dims();
+        let logits = self.qa_outputs.forward(hidden);
+        let pick = |i: usize| {
+            logits
+                .clone()
+                .slice([0..batch, 0..seq_len, i..i + 1])
+                .reshape([batch, seq_len])
+        };
+        SpanLogits {
+            start: pick(0),
+            end: pick(1),
+        }
+    }
+}

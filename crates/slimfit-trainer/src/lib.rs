@@ -1,0 +1,11 @@
+//! # slimfit-trainer
+//!
+//! Composes the slimfit-rs crates into the `slimfit-trainer` command line: loading a
+//! pretrained checkpoint, encoding text, and (as the project grows) SlimFit fine-tuning with
+//! per-step freezing, evaluation and reports.
+//!
+//! The backend is fixed at compile time by cargo feature (`flex`, `cuda`, `tch`); see
+//! [`backend`].
+
+pub mod backend;
+pub mod encode;

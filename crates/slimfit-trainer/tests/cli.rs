@@ -1,0 +1,118 @@
+//! The `slimfit-trainer` binary end to end: JSON lines in, JSON lines out, clear errors.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use slimfit_data::assets::MINILM_L6_V2;
+
+fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slimfit-trainer"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn model_arg() -> String {
+    MINILM_L6_V2.resolve(None).unwrap().display().to_string()
+}
+
+#[test]
+fn encode_writes_one_json_line_per_input() {
+    let model = model_arg();
+    let input =
+        "{\"text\": \"Hello world\"}\n\n{\"text\": \"A cat.\", \"text_pair\": \"A dog.\"}\n";
+    let out = run(&["encode", "--model", &model, "--batch-size", "1"], input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        lines[0]["input_ids"],
+        serde_json::json!([101, 7592, 2088, 102])
+    );
+    assert_eq!(
+        lines[1]["token_type_ids"],
+        serde_json::json!([0, 0, 0, 0, 0, 1, 1, 1, 1])
+    );
+    for line in &lines {
+        for key in ["cls", "mean", "pooled"] {
+            assert_eq!(line[key].as_array().unwrap().len(), 384, "{key}");
+        }
+    }
+}
+
+#[test]
+fn malformed_input_line_fails_naming_the_line() {
+    let model = model_arg();
+    let out = run(
+        &["encode", "--model", &model],
+        "{\"text\": \"ok\"}\n{\"txt\": 1}\n",
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stdin line 2"), "{stderr}");
+}
+
+#[test]
+fn missing_model_dir_fails_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &["encode", "--model", dir.path().to_str().unwrap()],
+        "{\"text\": \"x\"}\n",
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("config.json is missing"), "{stderr}");
+}
+
+#[test]
+fn corrupt_weights_fail_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = MINILM_L6_V2.resolve(None).unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(model.join(file), dir.path().join(file)).unwrap();
+    }
+    let weights = std::fs::read(model.join("model.safetensors")).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
+    let out = run(
+        &["encode", "--model", dir.path().to_str().unwrap()],
+        "{\"text\": \"x\"}\n",
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("model.safetensors") && stderr.contains("truncated"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn max_len_beyond_position_table_is_rejected() {
+    let model = model_arg();
+    let out = run(&["encode", "--model", &model, "--max-len", "600"], "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("max_position_embeddings"), "{stderr}");
+}

