@@ -18,10 +18,31 @@ use crate::config::BertConfig;
 use crate::dense::Dense;
 use crate::layer_norm::LayerNorm;
 use crate::loader::{Init, LoadError, ParamSource};
+use crate::slim::{self, Compression, CompressionConfig, SlimOps};
+use crate::units::{HasUnits, Unit, UnitKind, UnitList};
 
 /// Added to attention scores of padding positions: small enough that `exp` underflows to 0,
 /// far from overflowing f32.
 const MASK_BIAS: f32 = -1.0e9;
+
+/// Hidden-state dropout: burn's (fp32 mask) on the exact path, SlimFit's one-byte mask
+/// otherwise. Identity outside autodiff, as burn's.
+fn hidden_dropout<B: SlimOps, const D: usize>(
+    dropout: &Dropout,
+    x: Tensor<B, D>,
+    config: &CompressionConfig,
+) -> Tensor<B, D> {
+    if config.is_exact() || !B::ad_enabled(&x.device()) {
+        dropout.forward(x)
+    } else {
+        slim::dropout(x, dropout.prob)
+    }
+}
+
+/// `Some(mode)` (SlimFit's linear op) unless the whole configuration is exact.
+fn linear_save(config: &CompressionConfig, mode: Compression) -> Option<Compression> {
+    (!config.is_exact()).then_some(mode)
+}
 
 /// A batch of token sequences.
 ///
@@ -48,7 +69,7 @@ pub struct BertOutput<B: Backend> {
 
 /// Word, position and token-type embeddings, summed and normalised.
 #[derive(Module, Debug)]
-pub struct BertEmbeddings<B: Backend> {
+pub struct BertEmbeddings<B: SlimOps> {
     /// `[vocab_size, hidden]`.
     pub word_embeddings: Param<Tensor<B, 2>>,
     /// `[max_position_embeddings, hidden]`.
@@ -61,7 +82,7 @@ pub struct BertEmbeddings<B: Backend> {
     pub dropout: Dropout,
 }
 
-impl<B: Backend> BertEmbeddings<B> {
+impl<B: SlimOps> BertEmbeddings<B> {
     fn load<S: ParamSource<B>>(source: &mut S, c: &BertConfig) -> Result<Self, LoadError> {
         let init = Init::Normal(c.initializer_range);
         let h = c.hidden_size;
@@ -93,6 +114,7 @@ impl<B: Backend> BertEmbeddings<B> {
         &self,
         input_ids: Tensor<B, 2, Int>,
         token_type_ids: Tensor<B, 2, Int>,
+        config: &CompressionConfig,
     ) -> Tensor<B, 3> {
         let [batch, seq_len] = input_ids.dims();
         let device = input_ids.device();
@@ -102,13 +124,14 @@ impl<B: Backend> BertEmbeddings<B> {
         let summed = embedding(self.word_embeddings.val(), input_ids)
             + embedding(self.position_embeddings.val(), positions)
             + embedding(self.token_type_embeddings.val(), token_type_ids);
-        self.dropout.forward(self.layer_norm.forward(summed))
+        let normalised = self.layer_norm.forward_with(summed, config);
+        hidden_dropout(&self.dropout, normalised, config)
     }
 }
 
 /// Multi-head scaled dot-product self-attention with separate Q, K and V projections.
 #[derive(Module, Debug)]
-pub struct BertSelfAttention<B: Backend> {
+pub struct BertSelfAttention<B: SlimOps> {
     /// Query projection.
     pub query: Dense<B>,
     /// Key projection.
@@ -121,7 +144,7 @@ pub struct BertSelfAttention<B: Backend> {
     pub num_heads: usize,
 }
 
-impl<B: Backend> BertSelfAttention<B> {
+impl<B: SlimOps> BertSelfAttention<B> {
     fn load<S: ParamSource<B>>(
         source: &mut S,
         prefix: &str,
@@ -139,31 +162,44 @@ impl<B: Backend> BertSelfAttention<B> {
 
     /// # Shapes
     /// - hidden: `[batch, seq_len, hidden]`
-    /// - mask_bias: `[batch, 1, 1, seq_len]` (0 for tokens, a large negative for padding)
+    /// - mask_bias: `[batch, heads, seq_len, seq_len]` (0 for tokens, a large negative for
+    ///   padded keys)
     /// - output: `[batch, seq_len, hidden]` (the context, before the output projection)
-    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
+    ///
+    /// With a compressing `config`, attention dropout is applied to V instead of P (as the
+    /// SlimFit reference does), which avoids keeping a `seq × seq` mask per head.
+    pub fn forward(
+        &self,
+        hidden: Tensor<B, 3>,
+        mask_bias: Tensor<B, 4>,
+        config: &CompressionConfig,
+    ) -> Tensor<B, 3> {
         let [batch, seq_len, width] = hidden.dims();
         let head_dim = width / self.num_heads;
         let split = |x: Tensor<B, 3>| {
             x.reshape([batch, seq_len, self.num_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let q = split(self.query.forward(hidden.clone()));
-        let k = split(self.key.forward(hidden.clone()));
-        let v = split(self.value.forward(hidden));
-        let scores = q.matmul(k.transpose()).div_scalar((head_dim as f64).sqrt()) + mask_bias;
-        let probs = self.dropout.forward(softmax(scores, 3));
-        probs
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, seq_len, width])
+        let save = linear_save(config, Compression::Exact);
+        let q = split(self.query.forward_saving(hidden.clone(), save));
+        let k = split(self.key.forward_saving(hidden.clone(), save));
+        let v = split(self.value.forward_saving(hidden, save));
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let context = if config.is_exact() {
+            let scores = q.matmul(k.transpose()).mul_scalar(scale) + mask_bias;
+            self.dropout.forward(softmax(scores, 3)).matmul(v)
+        } else {
+            let v = hidden_dropout(&self.dropout, v, config);
+            slim::attention(q, k, v, mask_bias, scale, config)
+        };
+        context.swap_dims(1, 2).reshape([batch, seq_len, width])
     }
 }
 
 /// A projection followed by dropout, a residual connection and LayerNorm
 /// (Hugging Face's `BertSelfOutput` and `BertOutput`).
 #[derive(Module, Debug)]
-pub struct BertResidualOutput<B: Backend> {
+pub struct BertResidualOutput<B: SlimOps> {
     /// The projection (attention output, or FFN2).
     pub dense: Dense<B>,
     /// Post-residual normalisation.
@@ -172,7 +208,7 @@ pub struct BertResidualOutput<B: Backend> {
     pub dropout: Dropout,
 }
 
-impl<B: Backend> BertResidualOutput<B> {
+impl<B: SlimOps> BertResidualOutput<B> {
     fn load<S: ParamSource<B>>(
         source: &mut S,
         prefix: &str,
@@ -199,16 +235,24 @@ impl<B: Backend> BertResidualOutput<B> {
         })
     }
 
-    /// `LayerNorm(dropout(dense(input)) + residual)`.
-    pub fn forward(&self, input: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        let projected = self.dropout.forward(self.dense.forward(input));
-        self.layer_norm.forward(projected + residual)
+    /// `LayerNorm(dropout(dense(input)) + residual)`; `save` is how the projection keeps its
+    /// input for its weight gradient (SlimFit ops only).
+    pub fn forward(
+        &self,
+        input: Tensor<B, 3>,
+        residual: Tensor<B, 3>,
+        save: Compression,
+        config: &CompressionConfig,
+    ) -> Tensor<B, 3> {
+        let projected = self.dense.forward_saving(input, linear_save(config, save));
+        let projected = hidden_dropout(&self.dropout, projected, config);
+        self.layer_norm.forward_with(projected + residual, config)
     }
 }
 
 /// One transformer layer: attention block then feed-forward block, each post-LN.
 #[derive(Module, Debug)]
-pub struct BertLayer<B: Backend> {
+pub struct BertLayer<B: SlimOps> {
     /// Q, K, V and the attention itself (`attention.self`).
     pub attention: BertSelfAttention<B>,
     /// Attention output projection + LayerNorm (`attention.output`).
@@ -219,7 +263,7 @@ pub struct BertLayer<B: Backend> {
     pub output: BertResidualOutput<B>,
 }
 
-impl<B: Backend> BertLayer<B> {
+impl<B: SlimOps> BertLayer<B> {
     fn load<S: ParamSource<B>>(
         source: &mut S,
         prefix: &str,
@@ -247,28 +291,110 @@ impl<B: Backend> BertLayer<B> {
     }
 
     /// # Shapes
-    /// - hidden: `[batch, seq_len, hidden]`, mask_bias: `[batch, 1, 1, seq_len]`
+    /// - hidden: `[batch, seq_len, hidden]`, mask_bias: `[batch, heads, seq_len, seq_len]`
     /// - output: `[batch, seq_len, hidden]`
-    pub fn forward(&self, hidden: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
-        let context = self.attention.forward(hidden.clone(), mask_bias);
-        let attended = self.attention_output.forward(context, hidden);
-        let inner = gelu(self.intermediate.forward(attended.clone()));
-        self.output.forward(inner, attended)
+    pub fn forward(
+        &self,
+        hidden: Tensor<B, 3>,
+        mask_bias: Tensor<B, 4>,
+        config: &CompressionConfig,
+    ) -> Tensor<B, 3> {
+        let context = self.attention.forward(hidden.clone(), mask_bias, config);
+        let attended = self
+            .attention_output
+            .forward(context, hidden, Compression::Exact, config);
+        let inner = self
+            .intermediate
+            .forward_saving(attended.clone(), linear_save(config, Compression::Exact));
+        let inner = if config.is_exact() {
+            gelu(inner)
+        } else {
+            slim::gelu(inner, config.gelu)
+        };
+        self.output
+            .forward(inner, attended, config.ffn2_input, config)
+    }
+
+    /// Appends this layer's units (Q, K, V, attention output, its LayerNorm γ, FFN1, FFN2,
+    /// output LayerNorm γ), named `{prefix}.…`.
+    pub fn push_units(&self, units: &mut UnitList, prefix: &str, layer: usize) {
+        let l = Some(layer);
+        let a = &self.attention;
+        units.push(
+            format!("{prefix}.attention.self.query.weight"),
+            &a.query.weight,
+            UnitKind::Query,
+            l,
+        );
+        units.push(
+            format!("{prefix}.attention.self.key.weight"),
+            &a.key.weight,
+            UnitKind::Key,
+            l,
+        );
+        units.push(
+            format!("{prefix}.attention.self.value.weight"),
+            &a.value.weight,
+            UnitKind::Value,
+            l,
+        );
+        let o = &self.attention_output;
+        units.push(
+            format!("{prefix}.attention.output.dense.weight"),
+            &o.dense.weight,
+            UnitKind::AttentionOutput,
+            l,
+        );
+        units.push(
+            format!("{prefix}.attention.output.LayerNorm.weight"),
+            &o.layer_norm.weight,
+            UnitKind::LayerNorm,
+            l,
+        );
+        units.push(
+            format!("{prefix}.intermediate.dense.weight"),
+            &self.intermediate.weight,
+            UnitKind::Ffn1,
+            l,
+        );
+        units.push(
+            format!("{prefix}.output.dense.weight"),
+            &self.output.dense.weight,
+            UnitKind::Ffn2,
+            l,
+        );
+        units.push(
+            format!("{prefix}.output.LayerNorm.weight"),
+            &self.output.layer_norm.weight,
+            UnitKind::LayerNorm,
+            l,
+        );
     }
 }
 
 /// The BERT encoder with its embeddings and (optional) pooler.
 #[derive(Module, Debug)]
-pub struct BertModel<B: Backend> {
+pub struct BertModel<B: SlimOps> {
     /// Input embeddings.
     pub embeddings: BertEmbeddings<B>,
     /// `encoder.layer.N`.
     pub layers: Vec<BertLayer<B>>,
     /// `pooler.dense`, applied to the `[CLS]` state with tanh.
     pub pooler: Option<Dense<B>>,
+    /// How the SlimFit ops store saved activations (exact: plain burn ops).
+    #[module(skip)]
+    pub compression: CompressionConfig,
 }
 
-impl<B: Backend> BertModel<B> {
+impl<B: SlimOps> HasUnits<B> for BertModel<B> {
+    fn units(&self) -> Vec<Unit> {
+        let mut units = UnitList::default();
+        self.push_units(&mut units);
+        units.into_vec()
+    }
+}
+
+impl<B: SlimOps> BertModel<B> {
     /// Builds the encoder from `source`. With `with_pooler`, the pooler is required in a
     /// checkpoint (Hugging Face's `add_pooling_layer`).
     pub fn load<S: ParamSource<B>>(
@@ -297,7 +423,55 @@ impl<B: Backend> BertModel<B> {
             embeddings,
             layers,
             pooler,
+            compression: CompressionConfig::exact(),
         })
+    }
+
+    /// The same model with another activation compression.
+    pub fn with_compression(mut self, compression: CompressionConfig) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Appends the encoder's units: embedding tables, embedding LayerNorm γ, each layer's
+    /// eight units, then the pooler.
+    pub fn push_units(&self, units: &mut UnitList) {
+        let e = &self.embeddings;
+        units.push(
+            "embeddings.word_embeddings.weight",
+            &e.word_embeddings,
+            UnitKind::Embedding,
+            None,
+        );
+        units.push(
+            "embeddings.position_embeddings.weight",
+            &e.position_embeddings,
+            UnitKind::Embedding,
+            None,
+        );
+        units.push(
+            "embeddings.token_type_embeddings.weight",
+            &e.token_type_embeddings,
+            UnitKind::Embedding,
+            None,
+        );
+        units.push(
+            "embeddings.LayerNorm.weight",
+            &e.layer_norm.weight,
+            UnitKind::LayerNorm,
+            None,
+        );
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.push_units(units, &format!("encoder.layer.{i}"), i);
+        }
+        if let Some(pooler) = &self.pooler {
+            units.push(
+                "pooler.dense.weight",
+                &pooler.weight,
+                UnitKind::Pooler,
+                None,
+            );
+        }
     }
 
     /// Runs the encoder.
@@ -306,18 +480,25 @@ impl<B: Backend> BertModel<B> {
     /// When `seq_len` exceeds `max_position_embeddings` or an id is outside its table; the
     /// tokenizer caps lengths so that this cannot happen with its output.
     pub fn forward(&self, input: BertInput<B>) -> BertOutput<B> {
+        let [batch, seq_len] = input.attention_mask.dims();
+        let heads = self.layers.first().map_or(1, |l| l.attention.num_heads);
+        // Materialised once per forward at the scores' full shape: adding a broadcast
+        // `[batch, 1, 1, seq]` bias in every layer is far slower on flex than one copy.
         let mask_bias = input
             .attention_mask
             .float()
             .neg()
             .add_scalar(1.0)
             .mul_scalar(MASK_BIAS)
-            .unsqueeze_dims::<4>(&[1, 2]);
+            .reshape([batch, 1, 1, seq_len])
+            .repeat_dim(1, heads)
+            .repeat_dim(2, seq_len);
+        let config = &self.compression;
         let mut hidden = self
             .embeddings
-            .forward(input.input_ids, input.token_type_ids);
+            .forward(input.input_ids, input.token_type_ids, config);
         for layer in &self.layers {
-            hidden = layer.forward(hidden, mask_bias.clone());
+            hidden = layer.forward(hidden, mask_bias.clone(), config);
         }
         let pooled = self.pooler.as_ref().map(|dense| {
             let [batch, _, width] = hidden.dims();

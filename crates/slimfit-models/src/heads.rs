@@ -8,6 +8,8 @@ use crate::bert::{BertInput, BertModel};
 use crate::config::BertConfig;
 use crate::dense::Dense;
 use crate::loader::{LoadError, ParamSource};
+use crate::slim::SlimOps;
+use crate::units::{HasUnits, Unit, UnitKind, UnitList};
 
 /// What a sequence-level head predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +35,7 @@ impl SequenceTask {
 
 /// `BertForSequenceClassification`: pooled `[CLS]` → dropout → `classifier`.
 #[derive(Module, Debug)]
-pub struct BertForSequenceClassification<B: Backend> {
+pub struct BertForSequenceClassification<B: SlimOps> {
     /// The encoder (`bert.*` in task checkpoints), with pooler.
     pub bert: BertModel<B>,
     /// Dropout before the classifier.
@@ -44,7 +46,21 @@ pub struct BertForSequenceClassification<B: Backend> {
     pub regression: bool,
 }
 
-impl<B: Backend> BertForSequenceClassification<B> {
+impl<B: SlimOps> HasUnits<B> for BertForSequenceClassification<B> {
+    fn units(&self) -> Vec<Unit> {
+        let mut units = UnitList::default();
+        self.bert.push_units(&mut units);
+        units.push(
+            "classifier.weight",
+            &self.classifier.weight,
+            UnitKind::Head,
+            None,
+        );
+        units.into_vec()
+    }
+}
+
+impl<B: SlimOps> BertForSequenceClassification<B> {
     /// Builds the model; the backbone must be in `source`, the head may be new.
     pub fn load<S: ParamSource<B>>(
         source: &mut S,
@@ -83,7 +99,7 @@ impl<B: Backend> BertForSequenceClassification<B> {
 
 /// `BertForQuestionAnswering`: per-token start and end logits from `qa_outputs`.
 #[derive(Module, Debug)]
-pub struct BertForQuestionAnswering<B: Backend> {
+pub struct BertForQuestionAnswering<B: SlimOps> {
     /// The encoder, without pooler (as Hugging Face builds it for QA).
     pub bert: BertModel<B>,
     /// `qa_outputs`, `[2, hidden]`: row 0 scores starts, row 1 ends.
@@ -99,7 +115,21 @@ pub struct SpanLogits<B: Backend> {
     pub end: Tensor<B, 2>,
 }
 
-impl<B: Backend> BertForQuestionAnswering<B> {
+impl<B: SlimOps> HasUnits<B> for BertForQuestionAnswering<B> {
+    fn units(&self) -> Vec<Unit> {
+        let mut units = UnitList::default();
+        self.bert.push_units(&mut units);
+        units.push(
+            "qa_outputs.weight",
+            &self.qa_outputs.weight,
+            UnitKind::Head,
+            None,
+        );
+        units.into_vec()
+    }
+}
+
+impl<B: SlimOps> BertForQuestionAnswering<B> {
     /// Builds the model; the backbone must be in `source`, the head may be new.
     pub fn load<S: ParamSource<B>>(source: &mut S, config: &BertConfig) -> Result<Self, LoadError> {
         let bert = BertModel::load(source, config, false)?;

@@ -26,6 +26,8 @@ mod heads;
 mod layer_norm;
 mod loader;
 mod pretrained;
+pub mod slim;
+mod units;
 
 pub use bert::{
     BertEmbeddings, BertInput, BertLayer, BertModel, BertOutput, BertResidualOutput,
@@ -39,3 +41,5 @@ pub use heads::{
 pub use layer_norm::LayerNorm;
 pub use loader::{Init, InitSource, LoadError, ParamSource, SafetensorsSource};
 pub use pretrained::CheckpointDir;
+pub use slim::{Compression, CompressionConfig, SlimOps};
+pub use units::{HasUnits, Unit, UnitKind, UnitList};

@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use serde::{Deserialize, Serialize};
 use slimfit_data::{PaddedBatch, TokenizerError, WordPieceTokenizer};
-use slimfit_models::{BertInput, BertModel, CheckpointDir, LoadError};
+use slimfit_models::{BertInput, BertModel, CheckpointDir, LoadError, SlimOps};
 
 /// One input line: a sentence, or a sentence pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,13 +54,13 @@ pub enum EncodeError {
 
 /// A pretrained BERT encoder with its tokenizer.
 #[derive(Debug)]
-pub struct Encoder<B: Backend> {
+pub struct Encoder<B: SlimOps> {
     model: BertModel<B>,
     tokenizer: WordPieceTokenizer,
     device: B::Device,
 }
 
-impl<B: Backend> Encoder<B> {
+impl<B: SlimOps> Encoder<B> {
     /// Loads `config.json`, `model.safetensors` (with pooler) and the tokenizer from `dir`.
     pub fn load(dir: &Path, max_len: usize, device: &B::Device) -> Result<Self, EncodeError> {
         let checkpoint = CheckpointDir::new(dir);
