@@ -35,7 +35,7 @@ fn hidden_dropout<B: SlimOps, const D: usize>(
     if config.is_exact() || !B::ad_enabled(&x.device()) {
         dropout.forward(x)
     } else {
-        slim::dropout(x, dropout.prob)
+        slim::dropout(x, dropout.prob, config.dropout_mask)
     }
 }
 

@@ -9,3 +9,5 @@
 
 pub mod backend;
 pub mod encode;
+pub mod measure;
+pub mod model_config;

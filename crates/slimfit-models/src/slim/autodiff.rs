@@ -10,10 +10,10 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Int, Shape, Tensor, TensorMetadata, backend::Backend};
+use burn::tensor::{Shape, Tensor, TensorMetadata, backend::Backend};
 
 use super::attention::{self, AttentionState};
-use super::gelu::{self, SavedGeluInput};
+use super::gelu::{self, SavedGelu};
 use super::layer_norm::{self, SavedNormalised};
 use super::linear::{self, SavedInput};
 use super::{Compression, SlimOps, dropout, prim, rows_cols, tensor};
@@ -92,7 +92,7 @@ struct GeluBackward;
 
 #[derive(Debug, Clone)]
 struct GeluState<B: Backend> {
-    input: SavedGeluInput<B>,
+    saved: SavedGelu<B>,
     shape: Shape,
 }
 
@@ -103,7 +103,7 @@ impl<B: Backend> Backward<B, 1> for GeluBackward {
         let [node_x] = ops.parents;
         let grad = as_rows::<B>(grads.consume::<B>(&ops.node));
         if let Some(node) = node_x {
-            let dx = grad * gelu::derivative(ops.state.input.restore());
+            let dx = grad * ops.state.saved.derivative();
             grads.register::<B>(node.id, to_shape(dx, &ops.state.shape));
         }
     }
@@ -158,7 +158,7 @@ struct DropoutBackward;
 
 #[derive(Debug, Clone)]
 struct DropoutState<B: Backend> {
-    mask: Tensor<B, 2, Int>,
+    mask: dropout::SavedMask<B>,
     prob: f64,
     shape: Shape,
 }
@@ -249,7 +249,7 @@ impl<B: SlimOps, C: CheckpointStrategy> SlimOps for Autodiff<B, C> {
         {
             OpsKind::Tracked(prep) => {
                 let state = GeluState::<B> {
-                    input: SavedGeluInput::new(as_rows::<B>(x.primitive.clone()), save),
+                    saved: SavedGelu::new(as_rows::<B>(x.primitive.clone()), save),
                     shape: x.primitive.shape(),
                 };
                 prep.finish(state, gelu::forward::<B>(x.primitive))
@@ -291,9 +291,9 @@ impl<B: SlimOps, C: CheckpointStrategy> SlimOps for Autodiff<B, C> {
         }
     }
 
-    fn slim_dropout(x: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
+    fn slim_dropout(x: FloatTensor<Self>, prob: f64, mask: Compression) -> FloatTensor<Self> {
         let shape = x.primitive.shape();
-        let (y, mask) = dropout::forward(as_rows::<B>(x.primitive), prob);
+        let (y, mask) = dropout::forward(as_rows::<B>(x.primitive), prob, mask);
         let out = to_shape(y, &shape);
         match <DropoutBackward as Backward<B, 1>>::prepare::<C>(DropoutBackward, [x.node.clone()])
             .compute_bound()

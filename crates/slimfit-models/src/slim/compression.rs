@@ -15,9 +15,10 @@ pub enum Compression {
     /// The reference's fixed-point formats: Q3.4 int8, Q0.8 uint8, Q2.1 4-bit; fixed ranges
     /// clip. A frozen LayerNorm keeps the top 10 % of its normalised output.
     Paper,
-    /// Absmax-scaled integers, one scale per row (last dimension): int8 where the paper uses
-    /// Q3.4 / Q0.8, int4 where it uses Q2.1. Nothing clips. A frozen LayerNorm keeps the top
-    /// 10 % like `Paper`.
+    /// Our default: absmax-scaled int8 with one scale per row (last dimension) where the
+    /// paper uses Q3.4 / Q0.8, so nothing clips; GELU keeps its *derivative* in 4 bits
+    /// (bounded, so a fixed range loses nothing); a frozen LayerNorm keeps its normalised
+    /// output in int8 instead of the top 10 %; dropout masks take one bit per value.
     Scaled,
 }
 
@@ -63,8 +64,11 @@ pub struct CompressionConfig {
     pub gelu: Compression,
     /// The FFN2 input when FFN2 trains (paper: int8 Q3.4).
     pub ffn2_input: Compression,
-    /// A frozen LayerNorm's state (paper: top-k of the normalised output + per-row std).
+    /// A frozen LayerNorm's state (paper: top-k of the normalised output + per-row std;
+    /// scaled: the normalised output in int8 + per-row std).
     pub layer_norm: Compression,
+    /// Dropout keep masks (exact/paper: one byte per value; scaled: one bit).
+    pub dropout_mask: Compression,
     /// Fraction of the normalised output a frozen LayerNorm keeps (paper: 0.1).
     pub layer_norm_keep: f32,
 }
@@ -78,6 +82,7 @@ impl CompressionConfig {
             gelu: mode,
             ffn2_input: mode,
             layer_norm: mode,
+            dropout_mask: mode,
             layer_norm_keep: 0.1,
         }
     }
@@ -95,6 +100,7 @@ impl CompressionConfig {
             self.gelu,
             self.ffn2_input,
             self.layer_norm,
+            self.dropout_mask,
         ]
         .iter()
         .all(|&m| m == Compression::Exact)

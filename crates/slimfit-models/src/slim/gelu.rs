@@ -32,25 +32,46 @@ pub(super) fn derivative<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<
     cdf + x * pdf
 }
 
-/// The GELU input as kept for backward.
-#[derive(Debug, Clone)]
-pub(super) enum SavedGeluInput<B: Backend> {
-    Full(Tensor<B, 2>),
-    Packed(Quant4<B>),
+/// GELU′ is bounded: its extremes sit at x = ∓√2, GELU′(∓√2) = Φ(∓√2) ∓ √2·φ(√2).
+fn derivative_range() -> (f64, f64) {
+    let phi = (-1.0f64).exp() / (2.0 * PI).sqrt();
+    let cdf_low = 0.078_649_603_525_142_6; // Φ(−√2)
+    let low = cdf_low - std::f64::consts::SQRT_2 * phi;
+    let high = (1.0 - cdf_low) + std::f64::consts::SQRT_2 * phi;
+    (low, high)
 }
 
-impl<B: Backend> SavedGeluInput<B> {
+/// What GELU keeps for backward.
+#[derive(Debug, Clone)]
+pub(super) enum SavedGelu<B: Backend> {
+    /// The fp32 input (exact).
+    Input(Tensor<B, 2>),
+    /// The input in 4 bits (paper: Q2.1); the derivative is evaluated at the rounded input.
+    PackedInput(Quant4<B>),
+    /// The derivative itself in 4 bits over its bounded range (scaled): the same memory as
+    /// a 4-bit input, but the error lands on GELU′ directly (≤ 0.042) instead of on x
+    /// (≤ 0.25, times |GELU″| ≤ 0.8).
+    PackedDerivative(Quant4<B>),
+}
+
+impl<B: Backend> SavedGelu<B> {
     pub(super) fn new(x: Tensor<B, 2>, save: Compression) -> Self {
         match save {
-            Compression::Exact => Self::Full(x),
-            mode => Self::Packed(Quant4::signed(x, mode)),
+            Compression::Exact => Self::Input(x),
+            Compression::Paper => Self::PackedInput(Quant4::signed(x, Compression::Paper)),
+            Compression::Scaled => {
+                let (low, high) = derivative_range();
+                Self::PackedDerivative(Quant4::affine(derivative(x), low, high))
+            }
         }
     }
 
-    pub(super) fn restore(self) -> Tensor<B, 2> {
+    /// GELU′ at the (possibly reconstructed) input.
+    pub(super) fn derivative(self) -> Tensor<B, 2> {
         match self {
-            Self::Full(x) => x,
-            Self::Packed(q) => q.dequantize(),
+            Self::Input(x) => derivative(x),
+            Self::PackedInput(q) => derivative(q.dequantize()),
+            Self::PackedDerivative(d) => d.dequantize(),
         }
     }
 }

@@ -9,9 +9,9 @@
 //! |---|---|---|
 //! | [`linear`] | input (fp32, or int8 for FFN2) | nothing |
 //! | [`attention`] (`softmax(QKᵀ·s + mask)·V`) | Q, K (int8); P (uint8); V (int8) | same |
-//! | [`gelu`] | input, 4-bit packed | same |
-//! | [`layer_norm`] | normalised input (fp32) + per-row 1/σ | top-k of it + 1/σ |
-//! | [`dropout`] | the keep mask, one byte per value | same |
+//! | [`gelu`] | input 4-bit (paper) / derivative 4-bit (scaled) | same |
+//! | [`layer_norm`] | normalised input (fp32) + per-row 1/σ | top-k (paper) / int8 (scaled) of it + 1/σ |
+//! | [`dropout`] | the keep mask, one byte (paper) or bit (scaled) per value | same |
 //!
 //! Whether a weight trains is read from the autodiff graph (`require_grad` of its tensor), so
 //! freezing a unit between steps changes what the next forward pass saves.
@@ -81,9 +81,10 @@ pub trait SlimOps: Backend {
         layer_norm::forward::<Self>(x, gamma, beta, epsilon).0
     }
 
-    /// Inverted dropout with probability `prob`; identity on inference backends.
-    fn slim_dropout(x: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
-        let _ = prob;
+    /// Inverted dropout with probability `prob`, its mask stored as `mask` says (a byte per
+    /// value, or a bit for `Scaled`); identity on inference backends.
+    fn slim_dropout(x: FloatTensor<Self>, prob: f64, mask: Compression) -> FloatTensor<Self> {
+        let _ = (prob, mask);
         x
     }
 }
@@ -164,12 +165,16 @@ pub fn layer_norm<B: SlimOps, const D: usize>(
     ))
 }
 
-/// Inverted dropout keeping a one-byte mask ([`SlimOps::slim_dropout`]).
-pub fn dropout<B: SlimOps, const D: usize>(x: Tensor<B, D>, prob: f64) -> Tensor<B, D> {
+/// Inverted dropout keeping a byte or bit mask ([`SlimOps::slim_dropout`]).
+pub fn dropout<B: SlimOps, const D: usize>(
+    x: Tensor<B, D>,
+    prob: f64,
+    mask: Compression,
+) -> Tensor<B, D> {
     if prob == 0.0 {
         return x;
     }
-    tensor(B::slim_dropout(prim(x), prob))
+    tensor(B::slim_dropout(prim(x), prob, mask))
 }
 
 /// `[d0, .., dn]` → `(d0·…·d(n−1), dn)`.

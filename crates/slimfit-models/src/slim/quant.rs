@@ -82,6 +82,30 @@ enum Scale8<B: Backend> {
     Fixed(f64),
     /// `x̂ = q · scale[row]`.
     PerRow(Tensor<B, 2>),
+    /// `x̂ = low + q · step` (codes already offset to be non-negative).
+    Affine {
+        /// Value of code 0.
+        low: f64,
+        /// Distance between codes.
+        step: f64,
+    },
+}
+
+impl<B: Backend> Scale8<B> {
+    fn apply(&self, codes: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self {
+            Self::Fixed(s) => codes.div_scalar(*s),
+            Self::PerRow(scale) => codes.mul(scale.clone()),
+            Self::Affine { low, step } => codes.mul_scalar(*step).add_scalar(*low),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Self::PerRow(s) => s.shape().num_elements() * 4,
+            _ => 0,
+        }
+    }
 }
 
 impl<B: Backend> Quant8<B> {
@@ -151,20 +175,12 @@ impl<B: Backend> Quant8<B> {
     /// The reconstructed activation, original shape.
     pub fn dequantize<const D: usize>(&self) -> Tensor<B, D> {
         let x: Tensor<B, 2> = self.codes.clone().cast(FloatDType::F32);
-        let x = match &self.scale {
-            Scale8::Fixed(s) => x.div_scalar(*s),
-            Scale8::PerRow(scale) => x.mul(scale.clone()),
-        };
-        x.reshape(self.shape.clone())
+        self.scale.apply(x).reshape(self.shape.clone())
     }
 
     /// Bytes held (codes and scales).
     pub fn bytes(&self) -> usize {
-        let scales = match &self.scale {
-            Scale8::Fixed(_) => 0,
-            Scale8::PerRow(s) => s.shape().num_elements() * 4,
-        };
-        self.codes.shape().num_elements() + scales
+        self.codes.shape().num_elements() + self.scale.bytes()
     }
 }
 
@@ -204,6 +220,20 @@ impl<B: Backend> Quant4<B> {
             }
             Compression::Exact => panic!("Quant4 is not used for exact storage"),
         };
+        Self::pack(codes.add_scalar(8.0), scale, shape)
+    }
+
+    /// Values known to lie in `[low, high]` (e.g. a bounded derivative), 16 evenly spaced
+    /// levels over that range; values outside clip.
+    pub fn affine<const D: usize>(x: Tensor<B, D>, low: f64, high: f64) -> Self {
+        let (x, shape) = rows(x);
+        let step = (high - low) / 15.0;
+        let codes = x.sub_scalar(low).div_scalar(step).round().clamp(0.0, 15.0);
+        Self::pack(codes, Scale8::Affine { low, step }, shape)
+    }
+
+    /// Packs codes in [0, 15] two per byte.
+    fn pack(codes: Tensor<B, 2>, scale: Scale8<B>, shape: Shape) -> Self {
         let [r, n] = codes.dims();
         let codes = if n % 2 == 1 {
             let device = codes.device();
@@ -212,8 +242,8 @@ impl<B: Backend> Quant4<B> {
             codes
         };
         let half = codes.dims()[1] / 2;
-        // Offset to [0, 15], then pair columns: byte = 16·even + odd (exact in f32).
-        let pairs = codes.add_scalar(8.0).reshape([r, half, 2]);
+        // Pair columns: byte = 16·even + odd (exact in f32).
+        let pairs = codes.reshape([r, half, 2]);
         let even = pairs.clone().slice([0..r, 0..half, 0..1]);
         let odd = pairs.slice([0..r, 0..half, 1..2]);
         let packed = even
@@ -234,29 +264,23 @@ impl<B: Backend> Quant4<B> {
         let bytes: Tensor<B, 2> = self.packed.clone().cast(FloatDType::F32);
         let even = bytes.clone().div_scalar(16.0).floor();
         let odd = bytes - even.clone().mul_scalar(16.0);
-        let codes = Tensor::stack::<3>(vec![even, odd], 2)
-            .reshape([r, half * 2])
-            .sub_scalar(8.0);
+        let codes = Tensor::stack::<3>(vec![even, odd], 2).reshape([r, half * 2]);
+        let codes = match self.scale {
+            Scale8::Affine { .. } => codes,
+            _ => codes.sub_scalar(8.0),
+        };
         let n = self.shape[self.shape.num_dims() - 1];
         let codes = if n < half * 2 {
             codes.slice([0..r, 0..n])
         } else {
             codes
         };
-        let x = match &self.scale {
-            Scale8::Fixed(s) => codes.div_scalar(*s),
-            Scale8::PerRow(scale) => codes.mul(scale.clone()),
-        };
-        x.reshape(self.shape.clone())
+        self.scale.apply(codes).reshape(self.shape.clone())
     }
 
     /// Bytes held (packed codes and scales).
     pub fn bytes(&self) -> usize {
-        let scales = match &self.scale {
-            Scale8::Fixed(_) => 0,
-            Scale8::PerRow(s) => s.shape().num_elements() * 4,
-        };
-        self.packed.shape().num_elements() + scales
+        self.packed.shape().num_elements() + self.scale.bytes()
     }
 }
 

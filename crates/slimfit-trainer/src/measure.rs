@@ -1,0 +1,279 @@
+//! `measure-step`: the measured memory of one SlimFit training step.
+//!
+//! Protocol (the memory accountant predicts the same thing):
+//! 1. build `BertForSequenceClassification` (2 labels, random init) for the given shape;
+//! 2. step 1 creates optimizer state: with [`OptimizerStatePolicy::Keep`] it trains every unit
+//!    (as after a long ILS run, every unit has Adam moments); with `Drop` only the units that
+//!    stay trainable;
+//! 3. freeze `floor(r · t)` units (the lowest indices);
+//! 4. step 2 (forward, backward, AdamW update) is measured: `resident_before_bytes` is what is
+//!    live just before its forward (weights, optimizer state, …), `peak_bytes` the highest live
+//!    count during the step.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use serde::Serialize;
+use slimfit_memory::Bytes;
+use slimfit_models::{
+    BertConfig, BertForSequenceClassification, BertInput, CompressionConfig, HasUnits, InitSource,
+    SequenceTask, SlimOps,
+};
+
+use crate::backend::BACKEND_NAME;
+
+/// What happens to the Adam moments of frozen units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerStatePolicy {
+    /// Kept while frozen (the reference behaviour): every unit ever trained costs 2× its size.
+    Keep,
+    /// Freed while frozen, restarted from zero on unfreeze.
+    Drop,
+}
+
+/// One measurement request.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeasureSpec {
+    /// Encoder shape.
+    #[serde(skip)]
+    pub config: BertConfig,
+    /// Name given on the command line.
+    pub model_config: String,
+    /// Sequences per batch.
+    pub batch: usize,
+    /// Tokens per sequence.
+    pub seq: usize,
+    /// Fraction of units frozen in the measured step.
+    pub freeze_rate: f64,
+    /// Saved-activation storage.
+    pub compression: CompressionConfig,
+    /// Adam state of frozen units.
+    pub optimizer_state: OptimizerStatePolicy,
+    /// Seed for weights, token ids, labels and dropout.
+    pub seed: u64,
+}
+
+/// The measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeasureReport {
+    /// The request.
+    #[serde(flatten)]
+    pub spec: MeasureSpec,
+    /// Peak live bytes during the measured step.
+    pub peak_bytes: Bytes,
+    /// Live bytes just before the measured step's forward pass.
+    pub resident_before_bytes: Bytes,
+    /// `peak_bytes − resident_before_bytes`.
+    pub activation_peak_bytes: Bytes,
+    /// Units frozen in the measured step.
+    pub frozen_units: usize,
+    /// Units of the model.
+    pub total_units: usize,
+    /// Parameters of the model (scalars).
+    pub parameters: usize,
+    /// Wall time of the measured step, seconds.
+    pub step_seconds: f64,
+    /// How memory was measured.
+    pub measured_by: &'static str,
+    /// Backend of this build.
+    pub backend: &'static str,
+}
+
+/// Errors of `measure-step`.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    /// An argument is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// This build cannot measure memory.
+    #[error("memory measurement is not available on the {0} backend of this build")]
+    Unsupported(&'static str),
+}
+
+/// Token ids, token types, mask and labels from a seed (xorshift; independent of the backend
+/// RNG so that every backend sees the same batch).
+fn synthetic_batch<B: Backend>(
+    config: &BertConfig,
+    batch: usize,
+    seq: usize,
+    seed: u64,
+    device: &B::Device,
+) -> (BertInput<B>, Tensor<B, 1, Int>) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    // Skip the special-token region at the start of BERT vocabularies.
+    let low = 1000.min(config.vocab_size / 2) as u64;
+    let span = config.vocab_size as u64 - low;
+    let ids: Vec<i64> = (0..batch * seq)
+        .map(|_| (low + next() % span) as i64)
+        .collect();
+    let labels: Vec<i64> = (0..batch).map(|_| (next() % 2) as i64).collect();
+    let t = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [batch, seq]), device);
+    (
+        BertInput {
+            input_ids: t(ids),
+            token_type_ids: t(vec![0; batch * seq]),
+            attention_mask: t(vec![1; batch * seq]),
+        },
+        Tensor::from_data(TensorData::new(labels, [batch]), device),
+    )
+}
+
+/// Runs the two-step protocol on `B` and measures the second step.
+pub fn measure_step<B>(spec: MeasureSpec, device: &B::Device) -> Result<MeasureReport, MeasureError>
+where
+    B: burn::tensor::backend::AutodiffBackend + SlimOps,
+    B::InnerBackend: SlimOps,
+{
+    if !(0.0..1.0).contains(&spec.freeze_rate) {
+        return Err(MeasureError::Invalid(format!(
+            "--freeze-rate must lie in [0, 1), got {}",
+            spec.freeze_rate
+        )));
+    }
+    if spec.batch == 0 || spec.seq == 0 {
+        return Err(MeasureError::Invalid(
+            "--batch and --seq must be positive".into(),
+        ));
+    }
+    if spec.seq > spec.config.max_position_embeddings {
+        return Err(MeasureError::Invalid(format!(
+            "--seq {} exceeds max_position_embeddings ({})",
+            spec.seq, spec.config.max_position_embeddings
+        )));
+    }
+    let measured_by = measured_by()?;
+
+    B::seed(device, spec.seed);
+    let task = SequenceTask::Classification { num_labels: 2 };
+    let mut model =
+        BertForSequenceClassification::<B>::load(&mut InitSource::new(device), &spec.config, task)
+            .expect("random initialisation cannot fail");
+    model.bert = model.bert.with_compression(spec.compression);
+    let units = model.units();
+    let total_units = units.len();
+    let frozen_units = (spec.freeze_rate * total_units as f64).floor() as usize;
+    let trainable: Vec<bool> = (0..total_units).map(|i| i >= frozen_units).collect();
+    let parameters = model.num_params();
+
+    let mut optim = AdamWConfig::new()
+        .with_epsilon(1e-6)
+        .with_weight_decay(0.01)
+        .init::<B, BertForSequenceClassification<B>>();
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let (input, labels) =
+        synthetic_batch::<B>(&spec.config, spec.batch, spec.seq, spec.seed, device);
+
+    let mut step = |model: BertForSequenceClassification<B>| {
+        let logits = model.forward(input.clone());
+        let loss = loss_fn.forward(logits, labels.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optim.step(1e-5, model, grads);
+        B::sync(device).expect("device sync");
+        model
+    };
+
+    let first: Vec<bool> = match spec.optimizer_state {
+        OptimizerStatePolicy::Keep => vec![true; total_units],
+        OptimizerStatePolicy::Drop => trainable.clone(),
+    };
+    model = step(model.with_trainable(&units, &first));
+    model = model.with_trainable(&units, &trainable);
+
+    let resident_before_bytes = memory::live(device);
+    memory::reset_peak(device);
+    let start = Instant::now();
+    let model = step(model);
+    let step_seconds = start.elapsed().as_secs_f64();
+    let peak_bytes = memory::peak(device);
+    drop(model);
+
+    Ok(MeasureReport {
+        spec,
+        peak_bytes,
+        resident_before_bytes,
+        activation_peak_bytes: peak_bytes.saturating_sub(resident_before_bytes),
+        frozen_units,
+        total_units,
+        parameters,
+        step_seconds,
+        measured_by,
+        backend: BACKEND_NAME,
+    })
+}
+
+fn measured_by() -> Result<&'static str, MeasureError> {
+    if cfg!(feature = "tch") {
+        // LibTorch allocates through its own C++ allocator, which the counter cannot see.
+        return Err(MeasureError::Unsupported("tch"));
+    }
+    if cfg!(feature = "cuda") {
+        return Ok("cuda memory pool (bytes reserved after the step, pool cleaned before)");
+    }
+    if !slimfit_memory::counting::is_installed() {
+        return Err(MeasureError::Invalid(
+            "the counting allocator is not installed in this binary (#[global_allocator])".into(),
+        ));
+    }
+    Ok("counting global allocator (peak live bytes)")
+}
+
+/// Live/peak bytes of the device that runs the step.
+#[cfg(not(feature = "cuda"))]
+mod memory {
+    use slimfit_memory::{Bytes, counting};
+
+    pub fn live<D>(_device: &D) -> Bytes {
+        counting::live()
+    }
+
+    pub fn reset_peak<D>(_device: &D) {
+        counting::reset_peak();
+    }
+
+    pub fn peak<D>(_device: &D) -> Bytes {
+        counting::peak()
+    }
+}
+
+/// Live/peak bytes of the CUDA memory pool (device 0, this thread's stream). The pool has no
+/// peak counter; its reserved pages only grow between explicit cleanups, so the bytes
+/// reserved after a step, with the pool cleaned just before it, bound the step's peak.
+#[cfg(feature = "cuda")]
+mod memory {
+    use burn::backend::Cuda;
+    use burn::backend::cuda::CudaDevice;
+    use burn::cubecl::{Runtime, cuda::CudaRuntime};
+    use burn::tensor::backend::Backend;
+    use slimfit_memory::Bytes;
+
+    fn usage() -> burn::cubecl::MemoryUsage {
+        let device = CudaDevice::default();
+        Cuda::sync(&device).expect("CUDA sync");
+        CudaRuntime::client(&device)
+            .memory_usage()
+            .expect("CUDA memory usage")
+    }
+
+    pub fn live<D>(_device: &D) -> Bytes {
+        Bytes(usage().bytes_in_use)
+    }
+
+    pub fn reset_peak<D>(_device: &D) {
+        Cuda::memory_cleanup(&CudaDevice::default());
+    }
+
+    pub fn peak<D>(_device: &D) -> Bytes {
+        let u = usage();
+        Bytes(u.bytes_reserved.max(u.bytes_in_use))
+    }
+}
