@@ -1,9 +1,10 @@
 //! A global allocator that counts live and peak bytes (CPU memory measurement).
 //!
-//! ```ignore
+//! ```no_run
 //! #[global_allocator]
 //! static ALLOC: slimfit_memory::CountingAllocator = slimfit_memory::CountingAllocator;
 //!
+//! # fn run_step() {}
 //! slimfit_memory::counting::reset_peak();
 //! run_step();
 //! let peak = slimfit_memory::counting::peak();
