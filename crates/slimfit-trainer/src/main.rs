@@ -21,12 +21,30 @@ static ALLOC: CountingAllocator = CountingAllocator;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
+    /// What to run; without one, `compare` with its defaults.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Measure one training step of full fine-tuning against SlimFit (paper and scaled
+    /// compression at the given freezing rate) and print the memory each needs. The default
+    /// job: needs no data and no download.
+    Compare {
+        /// `bert-base`, `minilm-l6`, or a Hugging Face config.json (random weights).
+        #[arg(long, default_value = "minilm-l6")]
+        model_config: String,
+        /// Sequences per batch.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Tokens per sequence.
+        #[arg(long, default_value_t = 128)]
+        seq: usize,
+        /// SlimFit's freezing rate, in [0, 1).
+        #[arg(long, default_value_t = 0.9)]
+        freeze_rate: f64,
+    },
     /// Encode JSON lines from stdin (`{"text": ..., "text_pair": ...}`) with a pretrained BERT;
     /// writes one JSON line per input with ids, [CLS] state, masked mean and pooler output.
     Encode {
@@ -79,7 +97,19 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match Cli::parse().command {
+    let command = Cli::parse().command.unwrap_or(Command::Compare {
+        model_config: "minilm-l6".into(),
+        batch: 32,
+        seq: 128,
+        freeze_rate: 0.9,
+    });
+    match command {
+        Command::Compare {
+            model_config,
+            batch,
+            seq,
+            freeze_rate,
+        } => compare(&model_config, batch, seq, freeze_rate),
         Command::Encode {
             model,
             max_len,
@@ -129,6 +159,57 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn compare(model_config: &str, batch: usize, seq: usize, freeze_rate: f64) -> Result<()> {
+    let config = resolve_model_config(model_config)?;
+    let device = backend::default_device()?;
+    let runs = [
+        ("full fine-tuning", 0.0, Compression::Exact),
+        ("SlimFit, paper formats", freeze_rate, Compression::Paper),
+        (
+            "SlimFit, scaled (default)",
+            freeze_rate,
+            Compression::Scaled,
+        ),
+    ];
+    println!(
+        "One training step (forward, backward, AdamW) of {model_config}, batch {batch} × {seq} \
+         tokens, on {}:",
+        backend::BACKEND_NAME
+    );
+    let mut full_activations = None;
+    let mut measured_by = "";
+    for (label, rate, mode) in runs {
+        let spec = MeasureSpec {
+            config: config.clone(),
+            model_config: model_config.to_string(),
+            batch,
+            seq,
+            freeze_rate: rate,
+            compression: CompressionConfig::uniform(mode),
+            optimizer_state: OptimizerStatePolicy::Keep,
+            seed: 0,
+        };
+        let r = measure_step::<TrainingBackend>(spec, &device)?;
+        let base = *full_activations.get_or_insert(r.activation_peak_bytes);
+        measured_by = r.measured_by;
+        println!(
+            "  {label:27} {:3}/{} units frozen  peak {:>10}  activations {:>10} ({:.2}× less)  \
+             step {:.2} s",
+            r.frozen_units,
+            r.total_units,
+            r.peak_bytes.to_string(),
+            r.activation_peak_bytes.to_string(),
+            base.as_f64() / r.activation_peak_bytes.as_f64().max(1.0),
+            r.step_seconds,
+        );
+    }
+    println!(
+        "Peak = resident weights and Adam state + what the step adds; measured by: \
+         {measured_by}.\n`slimfit-trainer measure-step --help` for other shapes."
+    );
+    Ok(())
 }
 
 fn encode(model: Option<PathBuf>, max_len: usize, batch_size: usize) -> Result<()> {

@@ -176,9 +176,12 @@ where
     let mut step = |model: BertForSequenceClassification<B>| {
         let logits = model.forward(input.clone());
         let loss = loss_fn.forward(logits, labels.clone());
+        memory::sample(device);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        memory::sample(device);
         let model = optim.step(1e-5, model, grads);
         B::sync(device).expect("device sync");
+        memory::sample(device);
         model
     };
 
@@ -217,7 +220,7 @@ fn measured_by() -> Result<&'static str, MeasureError> {
         return Err(MeasureError::Unsupported("tch"));
     }
     if cfg!(feature = "cuda") {
-        return Ok("cuda memory pool (bytes reserved after the step, pool cleaned before)");
+        return Ok("cuda memory pool (bytes in use, sampled after forward, backward and update)");
     }
     if !slimfit_memory::counting::is_installed() {
         return Err(MeasureError::Invalid(
@@ -240,40 +243,55 @@ mod memory {
         counting::reset_peak();
     }
 
+    /// The counting allocator sees every allocation: nothing to sample.
+    pub fn sample<D>(_device: &D) {}
+
     pub fn peak<D>(_device: &D) -> Bytes {
         counting::peak()
     }
 }
 
-/// Live/peak bytes of the CUDA memory pool (device 0, this thread's stream). The pool has no
-/// peak counter; its reserved pages only grow between explicit cleanups, so the bytes
-/// reserved after a step, with the pool cleaned just before it, bound the step's peak.
+/// Bytes in use in the CUDA memory pool (device 0, this thread's stream). The pool keeps no
+/// peak, so the step samples it after its forward pass (all saved activations alive), after
+/// backward and after the update; the largest sample is a lower bound of the true peak
+/// (transients inside an op are not seen). The pool's reserved bytes grow in whole pages
+/// and are too coarse to compare settings.
 #[cfg(feature = "cuda")]
 mod memory {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use burn::backend::Cuda;
     use burn::backend::cuda::CudaDevice;
     use burn::cubecl::{Runtime, cuda::CudaRuntime};
     use burn::tensor::backend::Backend;
     use slimfit_memory::Bytes;
 
-    fn usage() -> burn::cubecl::MemoryUsage {
+    static PEAK: AtomicU64 = AtomicU64::new(0);
+
+    fn in_use() -> u64 {
         let device = CudaDevice::default();
-        Cuda::sync(&device).expect("CUDA sync");
+        <Cuda>::sync(&device).expect("CUDA sync");
         CudaRuntime::client(&device)
             .memory_usage()
             .expect("CUDA memory usage")
+            .bytes_in_use
     }
 
     pub fn live<D>(_device: &D) -> Bytes {
-        Bytes(usage().bytes_in_use)
+        Bytes(in_use())
     }
 
     pub fn reset_peak<D>(_device: &D) {
-        Cuda::memory_cleanup(&CudaDevice::default());
+        <Cuda>::memory_cleanup(&CudaDevice::default());
+        PEAK.store(in_use(), Ordering::Relaxed);
     }
 
-    pub fn peak<D>(_device: &D) -> Bytes {
-        let u = usage();
-        Bytes(u.bytes_reserved.max(u.bytes_in_use))
+    pub fn sample<D>(_device: &D) {
+        PEAK.fetch_max(in_use(), Ordering::Relaxed);
+    }
+
+    pub fn peak<D>(device: &D) -> Bytes {
+        sample(device);
+        Bytes(PEAK.load(Ordering::Relaxed))
     }
 }

@@ -4,7 +4,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Shape, Tensor, TensorMetadata, backend::Backend};
 
 use super::quant::{Quant8, TopK};
-use super::{Compression, prim, rows_cols, tensor};
+use super::{Compression, SlimOps, prim, rows_cols, tensor};
 
 /// Gradients `(input(s)…)`, each present only when asked for.
 pub(super) type LayerNormGrads<B> = (
@@ -42,7 +42,7 @@ pub(super) enum SavedNormalised<B: Backend> {
     Quantized(Quant8<B>),
 }
 
-impl<B: Backend> SavedNormalised<B> {
+impl<B: SlimOps> SavedNormalised<B> {
     /// Full when γ needs `dγ` (or nothing compresses), top-k otherwise.
     pub(super) fn new(
         x_hat: Tensor<B, 2>,
@@ -58,7 +58,9 @@ impl<B: Backend> SavedNormalised<B> {
             Self::Sparse(TopK::new(x_hat, keep))
         }
     }
+}
 
+impl<B: Backend> SavedNormalised<B> {
     pub(super) fn restore(self) -> Tensor<B, 2> {
         match self {
             Self::Full(x) => x,

@@ -25,7 +25,7 @@ mod layer_norm;
 mod linear;
 pub mod quant;
 
-use burn::tensor::ops::FloatTensor;
+use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 
 pub use compression::{Compression, CompressionConfig};
@@ -81,6 +81,14 @@ pub trait SlimOps: Backend {
         layer_norm::forward::<Self>(x, gamma, beta, epsilon).0
     }
 
+    /// Column indices of the `k` largest entries of each row of `x: [rows, n]` (any order),
+    /// `k < n`. The default sorts each row; backends with a native top-k override it (on
+    /// CUDA a sort runs on the host).
+    fn slim_row_topk_indices(x: FloatTensor<Self>, k: usize) -> IntTensor<Self> {
+        let x: Tensor<Self, 2> = tensor(x);
+        x.topk_with_indices(k, 1).1.into_primitive()
+    }
+
     /// Inverted dropout with probability `prob`, its mask stored as `mask` says (a byte per
     /// value, or a bit for `Scaled`); identity on inference backends.
     fn slim_dropout(x: FloatTensor<Self>, prob: f64, mask: Compression) -> FloatTensor<Self> {
@@ -92,7 +100,12 @@ pub trait SlimOps: Backend {
 #[cfg(feature = "flex")]
 impl SlimOps for burn::backend::Flex {}
 #[cfg(feature = "cuda")]
-impl SlimOps for burn::backend::Cuda {}
+impl SlimOps for burn::backend::Cuda {
+    fn slim_row_topk_indices(x: FloatTensor<Self>, k: usize) -> IntTensor<Self> {
+        let x: Tensor<Self, 2> = tensor(x);
+        x.argtopk(k, 1).into_primitive()
+    }
+}
 #[cfg(feature = "tch")]
 impl SlimOps for burn::backend::LibTorch {}
 

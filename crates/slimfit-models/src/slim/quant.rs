@@ -6,6 +6,7 @@
 
 use burn::tensor::{DType, FloatDType, Int, IntDType, Shape, Tensor, backend::Backend};
 
+use super::SlimOps;
 use super::compression::Compression;
 
 /// A fixed-point format `Q(ib).(fb)`: `q = clamp(round_half_even(x · 2^fb), −2^(ib+fb),
@@ -292,7 +293,7 @@ pub struct TopK<B: Backend> {
     shape: Shape,
 }
 
-impl<B: Backend> TopK<B> {
+impl<B: SlimOps> TopK<B> {
     /// Keeps `ceil(keep · n)` entries of each row (at least one, fewer than `n`).
     ///
     /// # Panics
@@ -303,7 +304,10 @@ impl<B: Backend> TopK<B> {
         assert!(n >= 2, "top-k needs at least two columns");
         // burn's topk requires k < n.
         let k = ((keep as f64 * n as f64).ceil() as usize).clamp(1, n - 1);
-        let (_, indices) = x.clone().abs().topk_with_indices(k, 1);
+        let indices: Tensor<B, 2, Int> = Tensor::from_primitive(B::slim_row_topk_indices(
+            x.clone().abs().into_primitive().tensor(),
+            k,
+        ));
         let values = x.gather(1, indices.clone());
         let index_dtype = if n <= i16::MAX as usize {
             IntDType::I16
@@ -316,7 +320,9 @@ impl<B: Backend> TopK<B> {
             shape,
         }
     }
+}
 
+impl<B: Backend> TopK<B> {
     /// The dense reconstruction: kept entries in place, zeros elsewhere.
     pub fn densify<const D: usize>(&self) -> Tensor<B, D> {
         let [r, _] = self.values.dims();
