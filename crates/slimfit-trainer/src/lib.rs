@@ -11,3 +11,4 @@ pub mod backend;
 pub mod encode;
 pub mod measure;
 pub mod model_config;
+pub mod train;

@@ -1,0 +1,499 @@
+//! `train`: SlimFit fine-tuning of a pretrained BERT on a GLUE task.
+//!
+//! Per step: the freezing policy picks the trainable units from their training-dynamics
+//! scores; frozen units get no gradient, no optimizer update, and (with the SlimFit ops) no
+//! saved input; after the AdamW step, the scores of the units that trained are updated from
+//! their values before and after the step (only those units are copied).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::Serialize;
+use slimfit_data::batching::{length_bucketed_batches, sequential_batches};
+use slimfit_data::metrics::{accuracy, f1, matthews, pearson, spearman};
+use slimfit_data::{
+    Encoded, GlueTask, Label, LabelKind, Metric, PaddedBatch, Split, WordPieceTokenizer,
+};
+use slimfit_dynamics::{ScoreFormula, UnitScores};
+use slimfit_memory::{Bytes, counting};
+use slimfit_models::{
+    BertForSequenceClassification, CheckpointDir, Compression, CompressionConfig, HasUnits,
+    SequenceTask, SlimOps, UnitKind,
+};
+use slimfit_scheduler::{FreezePolicy, FreezeRate, Full, Ils, RandomFreeze, StaticPrefix};
+
+use crate::encode::batch_to_input;
+use crate::measure::OptimizerStatePolicy;
+
+/// Which units train each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// SlimFit's inter-layer scheduling.
+    Ils,
+    /// Full fine-tuning.
+    Full,
+    /// The lowest-index units frozen for the whole run.
+    StaticPrefix,
+    /// A random set, redrawn every step.
+    Random,
+}
+
+/// Reference behaviour, or ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// The reference: its score formula (ε-guarded), paper compression, Adam state kept.
+    Paper,
+    /// Ours: relative-L1 scores, scaled compression.
+    Default,
+}
+
+/// Per-task hyper-parameters of the reference (SLIMFIT.md §3): freezing rate, learning
+/// rate, batch size. WNLI has none there; ours.
+pub fn task_defaults(task: GlueTask) -> (f64, f64, usize) {
+    match task {
+        GlueTask::Cola => (0.90, 8e-5, 32),
+        GlueTask::Sst2 => (0.95, 8e-5, 32),
+        GlueTask::Mrpc => (0.90, 1.25e-4, 32),
+        GlueTask::Stsb => (0.85, 8e-5, 32),
+        GlueTask::Qqp => (0.80, 5e-5, 32),
+        GlueTask::Mnli => (0.80, 4e-5, 32),
+        GlueTask::Qnli => (0.95, 5e-5, 32),
+        GlueTask::Rte => (0.90, 1.2e-4, 16),
+        GlueTask::Wnli => (0.90, 1e-4, 32),
+    }
+}
+
+/// A fully resolved training run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainConfig {
+    /// The GLUE task.
+    pub task: GlueTask,
+    /// GLUE root (`<dir>/<TASK>/train.tsv`).
+    pub data_dir: PathBuf,
+    /// Checkpoint directory.
+    pub model: PathBuf,
+    /// Freezing policy.
+    pub policy: PolicyKind,
+    /// Fraction of candidate units frozen per step.
+    pub freeze_rate: f64,
+    /// Reference or default behaviour.
+    pub variant: Variant,
+    /// Activation storage.
+    pub compression: Compression,
+    /// Score formula.
+    pub score: String,
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Peak learning rate (linear decay to 0).
+    pub lr: f64,
+    /// Fraction of steps with linear warm-up.
+    pub warmup: f64,
+    /// Truncation length.
+    pub max_len: usize,
+    /// Seed of initialisation, batching, dropout and scores.
+    pub seed: u64,
+    /// Use only the first N training examples.
+    pub max_train_examples: Option<usize>,
+    /// Adam state of frozen units.
+    pub optimizer_state: OptimizerStatePolicy,
+}
+
+/// Dev metrics after one epoch.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Metric name → value (0–100 for accuracy/F1/MCC/correlations ×100).
+    pub metrics: HashMap<String, f64>,
+}
+
+/// The run's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// The resolved configuration.
+    pub config: TrainConfig,
+    /// Dev metrics per epoch.
+    pub dev_metrics: Vec<EpochMetrics>,
+    /// Training loss per step.
+    pub loss_curve: Vec<f32>,
+    /// Units frozen at each step.
+    pub frozen_per_step: Vec<usize>,
+    /// Units of the model.
+    pub total_units: usize,
+    /// How often each unit trained, by name.
+    pub trained_steps_per_unit: Vec<(String, usize)>,
+    /// Peak live bytes of the process during training, when the counting allocator is
+    /// installed and the backend allocates through it (flex); `None` otherwise.
+    pub peak_bytes: Option<Bytes>,
+    /// Wall time, seconds.
+    pub wall_seconds: f64,
+}
+
+/// Errors of `train`.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Reading the data failed.
+    #[error(transparent)]
+    Data(#[from] slimfit_data::GlueError),
+    /// Tokenizing failed.
+    #[error(transparent)]
+    Tokenizer(#[from] slimfit_data::TokenizerError),
+    /// Loading the checkpoint failed.
+    #[error(transparent)]
+    Load(#[from] slimfit_models::LoadError),
+    /// An argument is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+struct Encodings {
+    rows: Vec<Encoded>,
+    labels: Vec<Label>,
+}
+
+fn encode_split(
+    tokenizer: &WordPieceTokenizer,
+    examples: Vec<slimfit_data::Example>,
+) -> Result<Encodings, TrainError> {
+    let mut rows = Vec::with_capacity(examples.len());
+    let mut labels = Vec::with_capacity(examples.len());
+    for e in examples {
+        rows.push(tokenizer.encode(&e.text, e.text_pair.as_deref())?);
+        labels.push(e.label);
+    }
+    Ok(Encodings { rows, labels })
+}
+
+/// Copies the values of chosen parameters to the host.
+struct Snapshot<'a> {
+    wanted: &'a HashMap<ParamId, usize>,
+    values: HashMap<usize, Vec<f32>>,
+}
+
+impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Snapshot<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(&unit) = self.wanted.get(&param.id) {
+            let data = param.val().into_data().convert::<f32>();
+            self.values
+                .insert(unit, data.into_vec().expect("f32 values"));
+        }
+    }
+}
+
+fn snapshot<B: AutodiffBackend, M: Module<B>>(
+    model: &M,
+    wanted: &HashMap<ParamId, usize>,
+) -> HashMap<usize, Vec<f32>> {
+    let mut visitor = Snapshot {
+        wanted,
+        values: HashMap::new(),
+    };
+    model.visit(&mut visitor);
+    visitor.values
+}
+
+/// Decoupled weight decay `W ← W·(1 − lr·wd)` on the chosen parameters (AdamW's decay,
+/// applied only to weights that are not biases or LayerNorm, and only when they trained).
+struct Decay<'a> {
+    ids: &'a HashSet<ParamId>,
+    factor: f64,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for Decay<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        if !self.ids.contains(&param.id) {
+            return param;
+        }
+        let factor = self.factor;
+        param.map(|t| {
+            let tracked = t.is_require_grad();
+            let t = Tensor::from_inner(t.inner().mul_scalar(factor));
+            if tracked { t.require_grad() } else { t }
+        })
+    }
+}
+
+fn learning_rate(step: usize, total: usize, peak: f64, warmup: f64) -> f64 {
+    let warm = (warmup * total as f64).round() as usize;
+    if step < warm {
+        peak * (step + 1) as f64 / warm as f64
+    } else {
+        peak * (total.saturating_sub(step)) as f64 / (total - warm).max(1) as f64
+    }
+}
+
+/// Fine-tunes and evaluates; `progress` is called after every step with
+/// `(step, total, loss, frozen units)`.
+pub fn train<B>(
+    config: TrainConfig,
+    device: &B::Device,
+    mut progress: impl FnMut(usize, usize, f32, usize),
+) -> Result<TrainReport, TrainError>
+where
+    B: AutodiffBackend + SlimOps,
+    B::InnerBackend: SlimOps,
+{
+    let start = Instant::now();
+    counting::reset_peak();
+    let rate =
+        FreezeRate::new(config.freeze_rate).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    if config.batch == 0 || config.epochs == 0 {
+        return Err(TrainError::Invalid(
+            "--batch and --epochs must be positive".into(),
+        ));
+    }
+    let formula: ScoreFormula = config.score.parse().map_err(TrainError::Invalid)?;
+    let task = config.task;
+    let tokenizer = WordPieceTokenizer::from_dir(&config.model, config.max_len)?;
+    let mut train_examples = task.load(&config.data_dir, Split::Train)?;
+    if let Some(n) = config.max_train_examples {
+        train_examples.truncate(n);
+    }
+    let train_set = encode_split(&tokenizer, train_examples)?;
+    let dev_set = encode_split(&tokenizer, task.load(&config.data_dir, Split::Dev)?)?;
+
+    B::seed(device, config.seed);
+    let checkpoint = CheckpointDir::new(&config.model);
+    let model_config = checkpoint.config()?;
+    let head = match task.labels() {
+        LabelKind::Regression => SequenceTask::Regression,
+        LabelKind::Classes(names) => SequenceTask::Classification {
+            num_labels: names.len(),
+        },
+    };
+    let mut model = BertForSequenceClassification::<B>::load(
+        &mut checkpoint.weights(device)?,
+        &model_config,
+        head,
+    )?;
+    model.bert = model
+        .bert
+        .with_compression(CompressionConfig::uniform(config.compression));
+
+    let units = model.units();
+    let t = units.len();
+    // STS-B: the regression head always trains (SLIMFIT.md §3).
+    let candidates: Vec<bool> = units
+        .iter()
+        .map(|u| !(task == GlueTask::Stsb && u.kind == UnitKind::Head))
+        .collect();
+    let mut policy: Box<dyn FreezePolicy> = match config.policy {
+        PolicyKind::Ils => Box::new(Ils::new(rate, candidates)),
+        PolicyKind::Full => Box::new(Full),
+        PolicyKind::StaticPrefix => Box::new(StaticPrefix::new(rate, candidates)),
+        PolicyKind::Random => Box::new(RandomFreeze::new(rate, candidates, 1, config.seed)),
+    };
+    let mut scores = UnitScores::new(t, formula, 1e10, config.seed);
+    let decay_ids: HashSet<ParamId> = units
+        .iter()
+        .filter(|u| u.kind != UnitKind::LayerNorm)
+        .map(|u| u.param_id)
+        .collect();
+
+    let weight_decay = 0.01;
+    let mut optim = AdamWConfig::new()
+        .with_epsilon(1e-6)
+        .with_weight_decay(0.0)
+        .init::<B, BertForSequenceClassification<B>>();
+    let ce = CrossEntropyLossConfig::new().init(device);
+
+    let lengths: Vec<usize> = train_set.rows.iter().map(|r| r.input_ids.len()).collect();
+    let steps_per_epoch = lengths.len().div_ceil(config.batch);
+    let total_steps = steps_per_epoch * config.epochs;
+    let mut report = TrainReport {
+        config: config.clone(),
+        dev_metrics: Vec::new(),
+        loss_curve: Vec::with_capacity(total_steps),
+        frozen_per_step: Vec::with_capacity(total_steps),
+        total_units: t,
+        trained_steps_per_unit: Vec::new(),
+        peak_bytes: None,
+        wall_seconds: 0.0,
+    };
+    let mut trained_count = vec![0usize; t];
+    let mut step = 0;
+    for epoch in 0..config.epochs {
+        let batches = length_bucketed_batches(&lengths, config.batch, config.seed + epoch as u64);
+        for batch_indices in batches {
+            let trainable = policy.trainable(step, scores.scores());
+            let frozen = trainable.iter().filter(|&&x| !x).count();
+            model = model.with_trainable(&units, &trainable);
+            let wanted: HashMap<ParamId, usize> = units
+                .iter()
+                .filter(|u| trainable[u.index])
+                .map(|u| (u.param_id, u.index))
+                .collect();
+            let before = snapshot::<B, _>(&model, &wanted);
+
+            let rows: Vec<Encoded> = batch_indices
+                .iter()
+                .map(|&i| train_set.rows[i].clone())
+                .collect();
+            let padded = PaddedBatch::new(&rows, tokenizer.pad_id());
+            let logits = model.forward(batch_to_input::<B>(&padded, device));
+            let loss = match head {
+                SequenceTask::Regression => {
+                    let targets: Vec<f32> = batch_indices
+                        .iter()
+                        .map(|&i| match train_set.labels[i] {
+                            Label::Score(s) => s,
+                            Label::Class(c) => c as f32,
+                        })
+                        .collect();
+                    let n = targets.len();
+                    let targets =
+                        Tensor::<B, 2>::from_data(TensorData::new(targets, [n, 1]), device);
+                    MseLoss::new().forward(logits, targets, Reduction::Mean)
+                }
+                SequenceTask::Classification { .. } => {
+                    let targets: Vec<i64> = batch_indices
+                        .iter()
+                        .map(|&i| match train_set.labels[i] {
+                            Label::Class(c) => c as i64,
+                            Label::Score(s) => s as i64,
+                        })
+                        .collect();
+                    let n = targets.len();
+                    ce.forward(
+                        logits,
+                        Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [n]), device),
+                    )
+                }
+            };
+            let loss_value: f32 = loss.clone().into_scalar().elem();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let lr = learning_rate(step, total_steps, config.lr, config.warmup);
+            let trained_decay: HashSet<ParamId> = decay_ids
+                .iter()
+                .filter(|id| wanted.contains_key(id))
+                .copied()
+                .collect();
+            model = model.map(&mut Decay {
+                ids: &trained_decay,
+                factor: 1.0 - lr * weight_decay,
+            });
+            model = optim.step(lr, model, grads);
+            if config.optimizer_state == OptimizerStatePolicy::Drop {
+                let frozen_ids: Vec<ParamId> = units
+                    .iter()
+                    .filter(|u| !trainable[u.index])
+                    .map(|u| u.param_id)
+                    .collect();
+                let mut record = optim.to_record();
+                for id in frozen_ids {
+                    record.remove(&id);
+                }
+                optim = optim.load_record(record);
+            }
+            let after = snapshot::<B, _>(&model, &wanted);
+            for (unit, old) in &before {
+                scores
+                    .record(*unit, old, &after[unit])
+                    .expect("same unit, same length");
+                trained_count[*unit] += 1;
+            }
+            report.loss_curve.push(loss_value);
+            report.frozen_per_step.push(frozen);
+            step += 1;
+            progress(step, total_steps, loss_value, frozen);
+        }
+        let metrics = evaluate::<B>(&model.valid(), &dev_set, &tokenizer, task, device);
+        tracing::info!("epoch {}: {:?}", epoch + 1, metrics);
+        report.dev_metrics.push(EpochMetrics {
+            epoch: epoch + 1,
+            metrics,
+        });
+    }
+    report.trained_steps_per_unit = units
+        .iter()
+        .map(|u| (u.name.clone(), trained_count[u.index]))
+        .collect();
+    report.peak_bytes =
+        (counting::is_installed() && crate::backend::BACKEND_NAME == "flex").then(counting::peak);
+    report.wall_seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+use burn::tensor::ElementConversion;
+
+fn evaluate<B>(
+    model: &BertForSequenceClassification<B::InnerBackend>,
+    dev: &Encodings,
+    tokenizer: &WordPieceTokenizer,
+    task: GlueTask,
+    device: &B::Device,
+) -> HashMap<String, f64>
+where
+    B: AutodiffBackend,
+    B::InnerBackend: SlimOps,
+{
+    let mut outputs: Vec<Vec<f32>> = Vec::with_capacity(dev.rows.len());
+    for batch in sequential_batches(dev.rows.len(), 64) {
+        let rows: Vec<Encoded> = batch.iter().map(|&i| dev.rows[i].clone()).collect();
+        let padded = PaddedBatch::new(&rows, tokenizer.pad_id());
+        let logits = model.forward(batch_to_input::<B::InnerBackend>(&padded, device));
+        let [n, width] = logits.dims();
+        let values: Vec<f32> = logits.into_data().convert::<f32>().into_vec().expect("f32");
+        outputs.extend((0..n).map(|i| values[i * width..(i + 1) * width].to_vec()));
+    }
+    let mut metrics = HashMap::new();
+    match task.labels() {
+        LabelKind::Regression => {
+            let predicted: Vec<f64> = outputs.iter().map(|o| f64::from(o[0])).collect();
+            let gold: Vec<f64> = dev
+                .labels
+                .iter()
+                .map(|l| match l {
+                    Label::Score(s) => f64::from(*s),
+                    Label::Class(c) => *c as f64,
+                })
+                .collect();
+            metrics.insert("pearson".into(), 100.0 * pearson(&predicted, &gold));
+            metrics.insert("spearman".into(), 100.0 * spearman(&predicted, &gold));
+        }
+        LabelKind::Classes(_) => {
+            let predicted: Vec<usize> = outputs
+                .iter()
+                .map(|o| {
+                    o.iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map(|(i, _)| i)
+                        .unwrap_or(0)
+                })
+                .collect();
+            let gold: Vec<usize> = dev
+                .labels
+                .iter()
+                .map(|l| match l {
+                    Label::Class(c) => *c,
+                    Label::Score(s) => *s as usize,
+                })
+                .collect();
+            for metric in task.metrics() {
+                let value = match metric {
+                    Metric::Accuracy => accuracy(&predicted, &gold),
+                    Metric::F1 => f1(&predicted, &gold),
+                    Metric::Mcc => matthews(&predicted, &gold),
+                    Metric::Pearson | Metric::Spearman => continue,
+                };
+                let name = serde_json::to_value(metric).expect("metric name");
+                metrics.insert(name.as_str().unwrap_or("metric").to_string(), 100.0 * value);
+            }
+            if !task.metrics().contains(&Metric::Accuracy) {
+                metrics.insert("accuracy".into(), 100.0 * accuracy(&predicted, &gold));
+            }
+        }
+    }
+    metrics
+}

@@ -1,0 +1,188 @@
+//! The `train` job on a tiny task in the real GLUE (RTE) layout with the real MiniLM
+//! checkpoint: determinism, freezing, reports, and clear errors for bad input.
+
+use std::path::Path;
+use std::process::Command;
+
+use slimfit_data::GlueTask;
+use slimfit_data::assets::MINILM_L6_V2;
+use slimfit_memory::CountingAllocator;
+use slimfit_trainer::backend::{TrainingBackend, default_device};
+use slimfit_trainer::measure::OptimizerStatePolicy;
+use slimfit_trainer::train::{PolicyKind, TrainConfig, TrainReport, Variant, train};
+
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator;
+
+const PAIRS: [(&str, &str, &str); 8] = [
+    (
+        "A cat sat on the mat.",
+        "A cat is on the mat.",
+        "entailment",
+    ),
+    (
+        "The sun rises in the east.",
+        "The sun rises in the west.",
+        "not_entailment",
+    ),
+    (
+        "John bought a red car yesterday.",
+        "John owns a car.",
+        "entailment",
+    ),
+    (
+        "Mary is a doctor in Boston.",
+        "Mary is a lawyer.",
+        "not_entailment",
+    ),
+    (
+        "The meeting was cancelled due to rain.",
+        "The meeting took place.",
+        "not_entailment",
+    ),
+    (
+        "Paris is the capital of France.",
+        "France has a capital.",
+        "entailment",
+    ),
+    (
+        "The dog chased the ball across the park.",
+        "An animal ran.",
+        "entailment",
+    ),
+    (
+        "He never learned to swim.",
+        "He is a champion swimmer.",
+        "not_entailment",
+    ),
+];
+
+fn write_rte(dir: &Path) {
+    let rte = dir.join("RTE");
+    std::fs::create_dir_all(&rte).unwrap();
+    let mut text = String::from("index\tsentence1\tsentence2\tlabel\n");
+    for i in 0..24 {
+        let (a, b, l) = PAIRS[i % PAIRS.len()];
+        text.push_str(&format!("{i}\t{a}\t{b}\t{l}\n"));
+    }
+    std::fs::write(rte.join("train.tsv"), &text).unwrap();
+    std::fs::write(rte.join("dev.tsv"), &text).unwrap();
+}
+
+fn config(data_dir: &Path, policy: PolicyKind, variant: Variant) -> TrainConfig {
+    TrainConfig {
+        task: GlueTask::Rte,
+        data_dir: data_dir.to_path_buf(),
+        model: MINILM_L6_V2.resolve(None).unwrap(),
+        policy,
+        freeze_rate: 0.9,
+        variant,
+        compression: match variant {
+            Variant::Paper => slimfit_models::Compression::Paper,
+            Variant::Default => slimfit_models::Compression::Scaled,
+        },
+        score: match variant {
+            Variant::Paper => "paper".into(),
+            Variant::Default => "relative-l1".into(),
+        },
+        epochs: 1,
+        batch: 8,
+        lr: 1e-4,
+        warmup: 0.0,
+        max_len: 64,
+        seed: 3,
+        max_train_examples: None,
+        optimizer_state: OptimizerStatePolicy::Keep,
+    }
+}
+
+/// The backend's RNG (weights of new heads, dropout) is process-wide: runs in parallel test
+/// threads would draw from it in turn and lose their determinism.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn run(config: TrainConfig) -> TrainReport {
+    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    train::<TrainingBackend>(config, &default_device().unwrap(), |_, _, _, _| {}).unwrap()
+}
+
+#[test]
+fn same_seed_same_trace_and_loss_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rte(dir.path());
+    let a = run(config(dir.path(), PolicyKind::Ils, Variant::Default));
+    let b = run(config(dir.path(), PolicyKind::Ils, Variant::Default));
+    assert_eq!(a.loss_curve.len(), 3);
+    assert_eq!(a.loss_curve, b.loss_curve);
+    assert_eq!(a.trained_steps_per_unit, b.trained_steps_per_unit);
+    // floor(0.9 · 54) = 48 units frozen every step; 6 train.
+    assert!(
+        a.frozen_per_step.iter().all(|&f| f == 48),
+        "{:?}",
+        a.frozen_per_step
+    );
+    let trained: usize = a.trained_steps_per_unit.iter().map(|(_, n)| n).sum();
+    assert_eq!(trained, 3 * 6);
+    // Warm-up: three steps of six fresh units each, no unit twice.
+    assert!(a.trained_steps_per_unit.iter().all(|(_, n)| *n <= 1));
+    assert!(a.loss_curve.iter().all(|l| l.is_finite()));
+    assert!(a.dev_metrics[0].metrics.contains_key("accuracy"));
+    // The MiniLM weights alone are 87 MiB.
+    assert!(a.peak_bytes.unwrap().0 > 87 << 20);
+}
+
+#[test]
+fn full_policy_trains_everything_and_paper_variant_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rte(dir.path());
+    let mut full = config(dir.path(), PolicyKind::Full, Variant::Default);
+    full.freeze_rate = 0.0;
+    full.compression = slimfit_models::Compression::Exact;
+    let full = run(full);
+    assert!(full.frozen_per_step.iter().all(|&f| f == 0));
+    assert!(full.trained_steps_per_unit.iter().all(|(_, n)| *n == 3));
+    let paper = run(config(dir.path(), PolicyKind::Ils, Variant::Paper));
+    assert!(paper.loss_curve.iter().all(|l| l.is_finite()));
+}
+
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_slimfit-trainer"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_inputs_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = cli(&["train", "--task", "rte", "--data-dir", "/nonexistent/glue"]);
+    assert!(
+        !ok && err.contains("/nonexistent/glue/RTE/train.tsv"),
+        "{err}"
+    );
+    let (ok, err) = cli(&["train", "--task", "squad", "--data-dir", "/tmp"]);
+    assert!(!ok && err.contains("unknown GLUE task"), "{err}");
+    write_rte(dir.path());
+    let data = dir.path().to_str().unwrap();
+    let (ok, err) = cli(&[
+        "train",
+        "--task",
+        "rte",
+        "--data-dir",
+        data,
+        "--freeze-rate",
+        "1.5",
+    ]);
+    assert!(!ok && err.contains("freezing rate"), "{err}");
+    std::fs::write(
+        dir.path().join("RTE/train.tsv"),
+        "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tbroken row\n",
+    )
+    .unwrap();
+    let (ok, err) = cli(&["train", "--task", "rte", "--data-dir", data]);
+    assert!(!ok && err.contains("RTE/train.tsv:3"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
