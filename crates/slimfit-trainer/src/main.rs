@@ -27,24 +27,42 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// The model shape and step of `compare` and `measure-step`.
+#[derive(clap::Args, Debug, Clone)]
+struct StepShape {
+    /// `bert-base`, `minilm-l6`, or a Hugging Face config.json (random weights).
+    #[arg(long, default_value = "minilm-l6")]
+    model_config: String,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+    /// Fraction of units frozen (SlimFit's freezing rate), in [0, 1).
+    #[arg(long, default_value_t = 0.9)]
+    freeze_rate: f64,
+}
+
+impl Default for StepShape {
+    fn default() -> Self {
+        Self {
+            model_config: "minilm-l6".into(),
+            batch: 32,
+            seq: 128,
+            freeze_rate: 0.9,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Measure one training step of full fine-tuning against SlimFit (paper and scaled
     /// compression at the given freezing rate) and print the memory each needs. The default
     /// job: needs no data and no download.
     Compare {
-        /// `bert-base`, `minilm-l6`, or a Hugging Face config.json (random weights).
-        #[arg(long, default_value = "minilm-l6")]
-        model_config: String,
-        /// Sequences per batch.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        /// Tokens per sequence.
-        #[arg(long, default_value_t = 128)]
-        seq: usize,
-        /// SlimFit's freezing rate, in [0, 1).
-        #[arg(long, default_value_t = 0.9)]
-        freeze_rate: f64,
+        #[command(flatten)]
+        step: StepShape,
     },
     /// Encode JSON lines from stdin (`{"text": ..., "text_pair": ...}`) with a pretrained BERT;
     /// writes one JSON line per input with ids, [CLS] state, masked mean and pooler output.
@@ -120,18 +138,8 @@ enum Command {
     /// random token ids: a first step creates optimizer state, the second — with
     /// floor(R·t) units frozen — is measured.
     MeasureStep {
-        /// `bert-base`, `minilm-l6`, or a Hugging Face config.json (random weights).
-        #[arg(long, default_value = "minilm-l6")]
-        model_config: String,
-        /// Sequences per batch.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        /// Tokens per sequence.
-        #[arg(long, default_value_t = 128)]
-        seq: usize,
-        /// Fraction of units frozen, in [0, 1).
-        #[arg(long, default_value_t = 0.9)]
-        freeze_rate: f64,
+        #[command(flatten)]
+        step: StepShape,
         /// Storage of saved activations: exact (plain burn ops), paper, scaled.
         #[arg(long, default_value = "paper")]
         compression: Compression,
@@ -155,18 +163,10 @@ fn main() -> Result<()> {
         )
         .init();
     let command = Cli::parse().command.unwrap_or(Command::Compare {
-        model_config: "minilm-l6".into(),
-        batch: 32,
-        seq: 128,
-        freeze_rate: 0.9,
+        step: StepShape::default(),
     });
     match command {
-        Command::Compare {
-            model_config,
-            batch,
-            seq,
-            freeze_rate,
-        } => compare(&model_config, batch, seq, freeze_rate),
+        Command::Compare { step } => compare(step),
         Command::Encode {
             model,
             max_len,
@@ -263,10 +263,13 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::MeasureStep {
-            model_config,
-            batch,
-            seq,
-            freeze_rate,
+            step:
+                StepShape {
+                    model_config,
+                    batch,
+                    seq,
+                    freeze_rate,
+                },
             compression,
             optimizer_state,
             seed,
@@ -308,7 +311,14 @@ fn main() -> Result<()> {
     }
 }
 
-fn compare(model_config: &str, batch: usize, seq: usize, freeze_rate: f64) -> Result<()> {
+fn compare(step: StepShape) -> Result<()> {
+    let StepShape {
+        model_config,
+        batch,
+        seq,
+        freeze_rate,
+    } = step;
+    let model_config = model_config.as_str();
     let config = resolve_model_config(model_config)?;
     let device = backend::default_device()?;
     let runs = [
