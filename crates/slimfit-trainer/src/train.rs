@@ -265,6 +265,12 @@ where
     B::seed(device, config.seed);
     let checkpoint = CheckpointDir::new(&config.model);
     let model_config = checkpoint.config()?;
+    if config.max_len > model_config.max_position_embeddings {
+        return Err(TrainError::Invalid(format!(
+            "--max-len {} exceeds the model's max_position_embeddings ({})",
+            config.max_len, model_config.max_position_embeddings
+        )));
+    }
     let head = match task.labels() {
         LabelKind::Regression => SequenceTask::Regression,
         LabelKind::Classes(names) => SequenceTask::Classification {
