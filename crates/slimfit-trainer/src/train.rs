@@ -13,7 +13,7 @@ use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, P
 use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::Serialize;
 use slimfit_data::batching::{length_bucketed_batches, sequential_batches};
 use slimfit_data::metrics::{accuracy, f1, matthews, pearson, spearman};
@@ -429,8 +429,6 @@ where
     report.wall_seconds = start.elapsed().as_secs_f64();
     Ok(report)
 }
-
-use burn::tensor::ElementConversion;
 
 fn evaluate<B>(
     model: &BertForSequenceClassification<B::InnerBackend>,
