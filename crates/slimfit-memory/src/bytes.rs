@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::ops::{Add, AddAssign, Sub};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +72,46 @@ impl fmt::Display for Bytes {
     }
 }
 
+impl FromStr for Bytes {
+    type Err = String;
+
+    /// A number with an optional unit: `1048576`, `512MiB`, `12 GiB`, `1.5GB`, `800M`.
+    /// Binary units (`KiB`, `MiB`, `GiB`, `TiB`, and the bare `K`/`M`/`G`/`T`) are powers of
+    /// 1024; decimal ones (`kB`/`KB`, `MB`, `GB`, `TB`) powers of 1000.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("{s:?} is not a byte count (expected e.g. 12GiB or 800MB)"))?;
+        let scale: f64 = match unit.trim() {
+            "" | "B" => 1.0,
+            "K" | "KiB" => 1024.0,
+            "M" | "MiB" => 1024.0 * 1024.0,
+            "G" | "GiB" => 1024.0 * 1024.0 * 1024.0,
+            "T" | "TiB" => 1024.0f64.powi(4),
+            "kB" | "KB" => 1e3,
+            "MB" => 1e6,
+            "GB" => 1e9,
+            "TB" => 1e12,
+            other => {
+                return Err(format!(
+                    "unknown byte unit {other:?} in {s:?} (use B, KiB, MiB, GiB, TiB, kB, MB, \
+                     GB or TB)"
+                ));
+            }
+        };
+        let bytes = value * scale;
+        if !bytes.is_finite() || bytes > u64::MAX as f64 {
+            return Err(format!("{s:?} is too large"));
+        }
+        Ok(Self(bytes.round() as u64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +121,17 @@ mod tests {
         assert_eq!(Bytes(512).to_string(), "512 B");
         assert_eq!(Bytes(1536).to_string(), "1.50 KiB");
         assert_eq!(Bytes(3 << 30).to_string(), "3.00 GiB");
+    }
+
+    #[test]
+    fn parses_units() {
+        assert_eq!("1048576".parse::<Bytes>(), Ok(Bytes(1 << 20)));
+        assert_eq!("12GiB".parse::<Bytes>(), Ok(Bytes(12 << 30)));
+        assert_eq!("12 GiB".parse::<Bytes>(), Ok(Bytes(12 << 30)));
+        assert_eq!("1.5G".parse::<Bytes>(), Ok(Bytes(3 << 29)));
+        assert_eq!("800MB".parse::<Bytes>(), Ok(Bytes(800_000_000)));
+        assert!("12 parsecs".parse::<Bytes>().unwrap_err().contains("unit"));
+        assert!("GiB".parse::<Bytes>().unwrap_err().contains("byte count"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! The backend is fixed at compile time by cargo feature (`flex`, `cuda`, `tch`); see
 //! [`backend`].
 
+pub mod accountant;
 pub mod backend;
 pub mod encode;
 pub mod measure;

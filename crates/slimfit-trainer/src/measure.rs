@@ -75,12 +75,34 @@ pub struct MeasureReport {
     pub total_units: usize,
     /// Parameters of the model (scalars).
     pub parameters: usize,
+    /// The measured step, phase by phase.
+    pub phases: StepPhases,
     /// Wall time of the measured step, seconds.
     pub step_seconds: f64,
     /// How memory was measured.
     pub measured_by: &'static str,
     /// Backend of this build.
     pub backend: &'static str,
+}
+
+/// Live bytes at the end of a phase of the step, and the highest live count during it.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PhaseBytes {
+    /// Highest live byte count during the phase.
+    pub peak_bytes: Bytes,
+    /// Live bytes when the phase ended.
+    pub end_bytes: Bytes,
+}
+
+/// The measured step split into its three phases (the accountant predicts each).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StepPhases {
+    /// Forward pass and loss: ends with every saved activation alive.
+    pub forward: PhaseBytes,
+    /// Backward pass: ends with the gradients of the trainable parameters.
+    pub backward: PhaseBytes,
+    /// AdamW update: ends with the new weights and moments.
+    pub update: PhaseBytes,
 }
 
 /// Errors of `measure-step`.
@@ -176,28 +198,39 @@ where
     let mut step = |model: BertForSequenceClassification<B>| {
         let logits = model.forward(input.clone());
         let loss = loss_fn.forward(logits, labels.clone());
-        memory::sample(device);
+        let forward = memory::phase_end(device);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        memory::sample(device);
+        let backward = memory::phase_end(device);
         let model = optim.step(1e-5, model, grads);
         B::sync(device).expect("device sync");
-        memory::sample(device);
-        model
+        let update = memory::phase_end(device);
+        (
+            model,
+            StepPhases {
+                forward,
+                backward,
+                update,
+            },
+        )
     };
 
     let first: Vec<bool> = match spec.optimizer_state {
         OptimizerStatePolicy::Keep => vec![true; total_units],
         OptimizerStatePolicy::Drop => trainable.clone(),
     };
-    model = step(model.with_trainable(&units, &first));
+    model = step(model.with_trainable(&units, &first)).0;
     model = model.with_trainable(&units, &trainable);
 
     let resident_before_bytes = memory::live(device);
     memory::reset_peak(device);
     let start = Instant::now();
-    let model = step(model);
+    let (model, phases) = step(model);
     let step_seconds = start.elapsed().as_secs_f64();
-    let peak_bytes = memory::peak(device);
+    let peak_bytes = phases
+        .forward
+        .peak_bytes
+        .max(phases.backward.peak_bytes)
+        .max(phases.update.peak_bytes);
     drop(model);
 
     Ok(MeasureReport {
@@ -208,6 +241,7 @@ where
         frozen_units,
         total_units,
         parameters,
+        phases,
         step_seconds,
         measured_by,
         backend: BACKEND_NAME,
@@ -243,11 +277,14 @@ mod memory {
         counting::reset_peak();
     }
 
-    /// The counting allocator sees every allocation: nothing to sample.
-    pub fn sample<D>(_device: &D) {}
-
-    pub fn peak<D>(_device: &D) -> Bytes {
-        counting::peak()
+    /// Ends a phase: its peak and end bytes; the next phase's peak starts from here.
+    pub fn phase_end<D>(_device: &D) -> super::PhaseBytes {
+        let mark = super::PhaseBytes {
+            peak_bytes: counting::peak(),
+            end_bytes: counting::live(),
+        };
+        counting::reset_peak();
+        mark
     }
 }
 
@@ -258,15 +295,11 @@ mod memory {
 /// and are too coarse to compare settings.
 #[cfg(feature = "cuda")]
 mod memory {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use burn::backend::Cuda;
     use burn::backend::cuda::CudaDevice;
     use burn::cubecl::{Runtime, cuda::CudaRuntime};
     use burn::tensor::backend::Backend;
     use slimfit_memory::Bytes;
-
-    static PEAK: AtomicU64 = AtomicU64::new(0);
 
     fn in_use() -> u64 {
         let device = CudaDevice::default();
@@ -283,15 +316,14 @@ mod memory {
 
     pub fn reset_peak<D>(_device: &D) {
         <Cuda>::memory_cleanup(&CudaDevice::default());
-        PEAK.store(in_use(), Ordering::Relaxed);
     }
 
-    pub fn sample<D>(_device: &D) {
-        PEAK.fetch_max(in_use(), Ordering::Relaxed);
-    }
-
-    pub fn peak<D>(device: &D) -> Bytes {
-        sample(device);
-        Bytes(PEAK.load(Ordering::Relaxed))
+    /// Ends a phase: the pool keeps no peak, so the phase's peak is its end sample.
+    pub fn phase_end<D>(_device: &D) -> super::PhaseBytes {
+        let now = in_use();
+        super::PhaseBytes {
+            peak_bytes: Bytes(now),
+            end_bytes: Bytes(now),
+        }
     }
 }

@@ -1,0 +1,142 @@
+//! Properties of the analytic model that hold whatever the backend (the comparison with
+//! measurement lives in slimfit-trainer's `accountant` test).
+
+use slimfit_memory::{
+    ActivationStorage, Bytes, EncoderShape, OptimizerState, PeakPhase, PlanError, PlanRequest,
+    fit_budget, plan,
+};
+
+fn bert_base() -> EncoderShape {
+    EncoderShape {
+        hidden: 768,
+        heads: 12,
+        intermediate: 3072,
+        layers: 12,
+        vocab: 30522,
+        max_positions: 512,
+        token_types: 2,
+        num_labels: 2,
+    }
+}
+
+fn request(storage: ActivationStorage, rate: f64) -> PlanRequest {
+    PlanRequest::with_freeze_rate(bert_base(), 32, 128, storage, OptimizerState::Keep, rate)
+}
+
+#[test]
+fn categories_add_up_and_resident_is_exact() {
+    let p = plan(&request(ActivationStorage::Paper, 0.9)).unwrap();
+    assert_eq!(p.categories.total(), p.total_peak_bytes);
+    // Weights + two Adam moments, fp32: 12 bytes per parameter.
+    assert_eq!(
+        p.resident_bytes,
+        Bytes(12 * bert_base().parameters() as u64)
+    );
+    assert_eq!(p.total_units, 102);
+    assert_eq!(p.trainable_units, 102 - 91);
+    let per_unit: Bytes = p.units.iter().map(|u| u.parameters).sum();
+    assert!(per_unit < p.categories.parameters, "biases are not units");
+}
+
+#[test]
+fn saved_activations_match_the_byte_model_of_slimfit_md() {
+    // SLIMFIT.md §6: a plain BERT layer saves ≈ 66·H + 9·h·T bytes per token at fp32 under
+    // PyTorch; burn's exact ops keep a little more (two copies of x − mean per LayerNorm,
+    // fp32 dropout draws). A fully frozen SlimFit layer saves ≈ 7.4 KB + 12·T per token.
+    let frozen = {
+        let mut r = request(ActivationStorage::Paper, 0.0);
+        r.trainable = vec![false; 102];
+        plan(&r).unwrap()
+    };
+    let tokens = 32.0 * 128.0;
+    let per_layer_token = frozen.saved_activation_bytes.as_f64() / tokens / 12.0;
+    let expected = 7.4e3 + 12.0 * 128.0;
+    assert!(
+        (per_layer_token - expected).abs() / expected < 0.15,
+        "{per_layer_token} B per token per layer, SLIMFIT.md says ≈ {expected}"
+    );
+    let full = plan(&request(ActivationStorage::Exact, 0.0)).unwrap();
+    let per_layer_token = full.saved_activation_bytes.as_f64() / tokens / 12.0;
+    let pytorch = 66.0 * 768.0 + 9.0 * 12.0 * 128.0;
+    assert!(per_layer_token > pytorch && per_layer_token < 1.6 * pytorch);
+}
+
+#[test]
+fn freezing_and_compression_only_ever_reduce_the_peak() {
+    let full = plan(&request(ActivationStorage::Exact, 0.0)).unwrap();
+    let exact_frozen = plan(&request(ActivationStorage::Exact, 0.9)).unwrap();
+    let paper = plan(&request(ActivationStorage::Paper, 0.9)).unwrap();
+    let scaled = plan(&request(ActivationStorage::Scaled, 0.9)).unwrap();
+    assert!(exact_frozen.total_peak_bytes < full.total_peak_bytes);
+    assert!(paper.total_peak_bytes < exact_frozen.total_peak_bytes);
+    assert!(scaled.saved_activation_bytes < paper.saved_activation_bytes);
+    // Full fine-tuning of bert-base at batch 32 × 128 peaks at the top of backward.
+    assert_eq!(full.peak_phase, PeakPhase::Backward(11));
+    let mut previous = Bytes(u64::MAX);
+    for rate in [0.0, 0.25, 0.5, 0.75, 0.9, 0.95] {
+        let p = plan(&request(ActivationStorage::Paper, rate)).unwrap();
+        assert!(p.total_peak_bytes <= previous, "rate {rate}");
+        previous = p.total_peak_bytes;
+    }
+}
+
+#[test]
+fn dropping_optimizer_state_frees_the_frozen_units_moments() {
+    let keep = plan(&request(ActivationStorage::Paper, 0.9)).unwrap();
+    let mut r = request(ActivationStorage::Paper, 0.9);
+    r.optimizer_state = OptimizerState::Drop;
+    let drop = plan(&r).unwrap();
+    let frozen_numel: u64 = bert_base()
+        .units()
+        .iter()
+        .zip(&r.trainable)
+        .filter(|(_, t)| !**t)
+        .map(|(u, _)| u.numel as u64)
+        .sum();
+    assert_eq!(
+        keep.categories.optimizer_state - drop.categories.optimizer_state,
+        Bytes(8 * frozen_numel)
+    );
+}
+
+#[test]
+fn budget_mode_picks_the_most_units_that_fit_and_names_the_minimum() {
+    let r = request(ActivationStorage::Paper, 0.0);
+    let full = plan(&request(ActivationStorage::Paper, 0.0)).unwrap();
+    // A budget above full training's peak trains everything.
+    let all = fit_budget(&r, full.total_peak_bytes).unwrap();
+    assert_eq!(all.trainable_units, 102);
+    let mid = fit_budget(&r, Bytes(2 << 30)).unwrap();
+    assert!(mid.trainable_units > 0 && mid.trainable_units < 102);
+    assert!(mid.worst_case.total_peak_bytes <= Bytes(2 << 30));
+    // One more unit would not fit in the worst case: larger budgets never allow fewer.
+    let more = fit_budget(&r, Bytes(3 << 30)).unwrap();
+    assert!(more.trainable_units >= mid.trainable_units);
+    match fit_budget(&r, Bytes(1 << 30)) {
+        Err(PlanError::BudgetTooSmall { minimum, .. }) => {
+            assert!(minimum > Bytes(1 << 30));
+            assert!(
+                PlanError::BudgetTooSmall {
+                    budget: Bytes(1 << 30),
+                    minimum
+                }
+                .to_string()
+                .contains("every unit frozen")
+            );
+        }
+        other => panic!("expected BudgetTooSmall, got {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_requests_are_errors() {
+    let mut r = request(ActivationStorage::Paper, 0.9);
+    r.seq = 513;
+    assert!(plan(&r).unwrap_err().to_string().contains("max_positions"));
+    let mut r = request(ActivationStorage::Paper, 0.9);
+    r.trainable.pop();
+    assert!(plan(&r).unwrap_err().to_string().contains("flags"));
+    let mut r = request(ActivationStorage::Paper, 0.9);
+    r.shape.heads = 7;
+    assert!(plan(&r).unwrap_err().to_string().contains("divisible"));
+}
