@@ -27,7 +27,7 @@ const MASK_BIAS: f32 = -1.0e9;
 
 /// Hidden-state dropout: burn's (fp32 mask) on the exact path, SlimFit's one-byte mask
 /// otherwise. Identity outside autodiff, as burn's.
-fn hidden_dropout<B: SlimOps, const D: usize>(
+pub(crate) fn hidden_dropout<B: SlimOps, const D: usize>(
     dropout: &Dropout,
     x: Tensor<B, D>,
     config: &CompressionConfig,
@@ -40,7 +40,7 @@ fn hidden_dropout<B: SlimOps, const D: usize>(
 }
 
 /// `Some(mode)` (SlimFit's linear op) unless the whole configuration is exact.
-fn linear_save(config: &CompressionConfig, mode: Compression) -> Option<Compression> {
+pub(crate) fn linear_save(config: &CompressionConfig, mode: Compression) -> Option<Compression> {
     (!config.is_exact()).then_some(mode)
 }
 

@@ -5,6 +5,12 @@
 //! V, attention-output, FFN1, FFN2 weight, every LayerNorm γ, each embedding table) is a
 //! separate, named field.
 //!
+//! - [`BertModel`] and its task heads: Hugging Face `BertModel` (post-LN).
+//! - [`ViTModel`] and [`ViTForImageClassification`]: Hugging Face `ViTModel` and
+//!   `Dinov2Model` (pre-LN, DINOv2 layer scale) from one [`ViTConfig`], with bicubic
+//!   position-embedding interpolation to any image size; checked against onnxruntime on a
+//!   real DINOv2-S/14 backbone.
+//!
 //! ```no_run
 //! use burn::backend::Flex;
 //! use slimfit_models::{BertModel, CheckpointDir};
@@ -28,6 +34,7 @@ mod loader;
 mod pretrained;
 pub mod slim;
 mod units;
+mod vit;
 
 pub use bert::{
     BertEmbeddings, BertInput, BertLayer, BertModel, BertOutput, BertResidualOutput,
@@ -43,3 +50,7 @@ pub use loader::{Init, InitSource, LoadError, ParamSource, SafetensorsSource};
 pub use pretrained::CheckpointDir;
 pub use slim::{Compression, CompressionConfig, SlimOps};
 pub use units::{HasUnits, Unit, UnitKind, UnitList};
+pub use vit::{
+    ViTConfig, ViTEmbeddings, ViTForImageClassification, ViTLayer, ViTModel, ViTOutput, ViTVariant,
+    bicubic_resize_matrix,
+};

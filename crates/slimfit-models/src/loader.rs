@@ -80,6 +80,8 @@ pub enum Init {
     Zeros,
     /// All ones (LayerNorm γ).
     Ones,
+    /// Every entry the given value (DINOv2's layer scale λ).
+    Constant(f64),
 }
 
 /// A provider of named parameters.
@@ -111,6 +113,7 @@ fn init_tensor<B: Backend, const D: usize>(
         Init::Normal(std) => Tensor::random(shape, Distribution::Normal(0.0, std), device),
         Init::Zeros => Tensor::zeros(shape, device),
         Init::Ones => Tensor::ones(shape, device),
+        Init::Constant(value) => Tensor::full(shape, value, device),
     }
 }
 

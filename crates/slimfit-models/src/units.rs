@@ -16,8 +16,12 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitKind {
-    /// A word, position or token-type embedding table.
+    /// A word, position or token-type embedding table; for ViT the cls token and the
+    /// position embeddings.
     Embedding,
+    /// ViT's patch projection (a convolution with stride = kernel, computed as a Linear
+    /// layer over flattened patches: `[hidden, channels · patch²]`).
+    PatchEmbedding,
     /// Attention query projection.
     Query,
     /// Attention key projection.
@@ -32,6 +36,8 @@ pub enum UnitKind {
     Ffn2,
     /// A LayerNorm γ.
     LayerNorm,
+    /// A DINOv2 layer-scale λ (per-channel scale of a residual branch).
+    LayerScale,
     /// The pooler projection.
     Pooler,
     /// A task head (classifier, QA outputs).
