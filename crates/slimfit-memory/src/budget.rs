@@ -46,7 +46,12 @@ pub fn fit_budget(request: &PlanRequest, budget: Bytes) -> Result<BudgetFit, Pla
         } else {
             0
         };
-        4 * numel + moments + activations
+        let snapshot = if request.score_snapshots {
+            4 * numel
+        } else {
+            0
+        };
+        4 * numel + moments + snapshot + activations
     };
     let mut order: Vec<usize> = (0..t).collect();
     let costs: Vec<u64> = (0..t).map(cost).collect();

@@ -45,6 +45,10 @@ pub struct PlanRequest {
     /// Bytes the process holds besides the model (runtime, thread pools); added to the total
     /// so that it compares with a whole-process measurement.
     pub runtime_overhead: Bytes,
+    /// The trainer copies each trainable unit before the step to score its update
+    /// (SLIMFIT.md §2): 4 B × its size, alive for the whole step, counted with the
+    /// optimizer state. `measure-step` takes no copies.
+    pub score_snapshots: bool,
 }
 
 /// Errors of the accountant.
@@ -87,7 +91,7 @@ pub struct Categories {
     pub parameters: Bytes,
     /// Gradients alive at the peak.
     pub gradients: Bytes,
-    /// Adam moments.
+    /// Adam moments (and the trainer's score snapshots of the trainable units).
     pub optimizer_state: Bytes,
     /// Saved activations alive at the peak that exist because a unit trains.
     pub dynamic_activations: Bytes,
@@ -260,6 +264,7 @@ impl PlanRequest {
             optimizer_state,
             trainable: (0..t).map(|i| i >= frozen).collect(),
             runtime_overhead: Bytes::ZERO,
+            score_snapshots: false,
         }
     }
 
@@ -323,8 +328,18 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
                     .sum::<u64>()
         }
     };
-    let optimizer_state = 2 * F32 * moments_numel;
-    let resident = parameters + optimizer_state;
+    let snapshots = if request.score_snapshots {
+        F32 * units
+            .iter()
+            .zip(trainable)
+            .filter(|(_, t)| **t)
+            .map(|(u, _)| u.numel as u64)
+            .sum::<u64>()
+    } else {
+        0
+    };
+    let optimizer_state = 2 * F32 * moments_numel + snapshots;
+    let resident = parameters + optimizer_state - snapshots;
 
     // Gradients: every trainable unit, every bias and β.
     let unit_grad = |i: usize| {

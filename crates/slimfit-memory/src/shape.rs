@@ -88,7 +88,7 @@ impl EncoderShape {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be positive"));
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err(format!(
                 "hidden ({}) is not divisible by heads ({})",
                 self.hidden, self.heads
