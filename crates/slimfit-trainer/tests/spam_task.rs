@@ -1,0 +1,225 @@
+//! `train` on the real SpamAssassin corpus (a small balanced subset), the main job end to end
+//! at a tiny size, and clear errors when data is missing.
+//!
+//! The real-data tests skip (printing why) only when npm is unavailable *and* the dataset
+//! cache is empty.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use slimfit_data::assets::MINILM_L6_V2;
+use slimfit_data::{Label, SpamAssassin, Split, spam};
+use slimfit_memory::CountingAllocator;
+use slimfit_trainer::backend::{TrainingBackend, default_device};
+use slimfit_trainer::measure::OptimizerStatePolicy;
+use slimfit_trainer::task::{GLUE_DIR_ENV, Task};
+use slimfit_trainer::train::{PolicyKind, TrainConfig, Variant, train};
+
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator;
+
+fn npm_available() -> bool {
+    ["npm", "npm.cmd"].into_iter().any(|program| {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Whether the corpus can be obtained (cached, or fetchable with npm); prints why not.
+fn corpus_obtainable() -> bool {
+    let cache = spam::cache_dir();
+    if spam::check_dataset_dir(&cache).is_err() && !npm_available() {
+        eprintln!(
+            "SKIPPED: npm is not available and {} is empty",
+            cache.display()
+        );
+        return false;
+    }
+    true
+}
+
+fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slimfit-trainer"));
+    command.args(args).env_remove(GLUE_DIR_ENV);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn trains_on_a_small_balanced_spam_subset() {
+    if !corpus_obtainable() {
+        return;
+    }
+    let corpus = SpamAssassin::open(None).unwrap_or_else(|e| panic!("{e}"));
+    // The subset the run uses is balanced.
+    let ham = |examples: &[slimfit_data::Example]| {
+        examples
+            .iter()
+            .filter(|e| e.label == Label::Class(0))
+            .count()
+    };
+    assert_eq!(ham(&corpus.examples(Split::Train, Some(64))), 32);
+    assert_eq!(ham(&corpus.examples(Split::Dev, Some(32))), 16);
+
+    let (freeze_rate, lr, _) = Task::SpamAssassin.defaults();
+    let (compression, score) = Variant::Default.defaults();
+    let config = TrainConfig {
+        task: Task::SpamAssassin,
+        data_dir: None,
+        model: MINILM_L6_V2.resolve(None).unwrap(),
+        policy: PolicyKind::Ils,
+        freeze_rate,
+        variant: Variant::Default,
+        compression,
+        score: score.into(),
+        epochs: 1,
+        batch: 16,
+        lr,
+        warmup: 0.0,
+        max_len: 32,
+        seed: 5,
+        max_train_examples: Some(64),
+        max_dev_examples: Some(32),
+        optimizer_state: OptimizerStatePolicy::Keep,
+    };
+    let report =
+        train::<TrainingBackend>(config, &default_device().unwrap(), |_, _, _, _| {}).unwrap();
+
+    assert_eq!((report.train_examples, report.dev_examples), (64, 32));
+    // Emails are long: the longest one fills the truncation length.
+    assert_eq!(report.longest_train_sequence, 32);
+    assert_eq!(report.loss_curve.len(), 4);
+    assert!(report.loss_curve.iter().all(|l| l.is_finite() && *l > 0.0));
+    // floor(0.9 · 54) = 48 units frozen at every step; the other 6 train.
+    assert_eq!(report.total_units, 54);
+    assert_eq!(report.frozen_per_step, vec![48; 4]);
+    let trained: usize = report.trained_steps_per_unit.iter().map(|(_, n)| n).sum();
+    assert_eq!(trained, 4 * 6);
+    assert_eq!(report.dev_metrics.len(), 1);
+    let metrics = &report.dev_metrics[0].metrics;
+    let names: BTreeSet<&str> = metrics.keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(["accuracy", "f1"]));
+    assert!(
+        metrics.values().all(|v| (0.0..=100.0).contains(v)),
+        "{metrics:?}"
+    );
+    // The MiniLM weights alone are 87 MiB.
+    assert!(report.peak_bytes.unwrap().0 > 87 << 20);
+
+    // The report names the task and the directory actually read.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["config"]["task"], "spam-assassin");
+    assert_eq!(json["config"]["max_dev_examples"], 32);
+    let dir = json["config"]["data_dir"].as_str().unwrap();
+    assert!(
+        std::path::Path::new(dir).join(spam::FILE_LIST).is_file(),
+        "{dir}"
+    );
+    assert!(json["dev_metrics"][0]["metrics"]["f1"].is_number());
+}
+
+#[test]
+fn main_job_at_a_tiny_size_prints_its_summary_and_writes_the_report() {
+    if !corpus_obtainable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("nested/main-job.json");
+    let (ok, stdout, stderr) = cli(
+        &[
+            "main-job",
+            "--max-train-examples",
+            "32",
+            "--max-dev-examples",
+            "16",
+            "--epochs",
+            "1",
+            "--max-len",
+            "16",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    for expected in [
+        "SpamAssassin",
+        "dev, epoch 1 (16 examples)",
+        "accuracy",
+        "f1",
+        "88.9 % (48.0 of 54)",
+        "peak memory of this training run",
+        "peak of one step, 32 × 16 tokens",
+        "full fine-tuning",
+        "× less",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["config"]["task"], "spam-assassin");
+    assert_eq!(json["config"]["policy"], "ils");
+    assert_eq!(json["config"]["freeze_rate"], 0.9);
+    assert_eq!(json["train_examples"], 32);
+    let memory = &json["memory_comparison"];
+    assert_eq!(memory["full_fine_tuning"]["frozen_units"], 0);
+    assert_eq!(memory["slimfit"]["frozen_units"], 48);
+    assert_eq!(memory["slimfit"]["seq"], 16);
+    let full = memory["full_fine_tuning"]["peak_bytes"].as_u64().unwrap();
+    let slim = memory["slimfit"]["peak_bytes"].as_u64().unwrap();
+    assert!(full > slim, "full {full} vs SlimFit {slim}");
+    assert!((json["mean_frozen_fraction"].as_f64().unwrap() - 48.0 / 54.0).abs() < 1e-9);
+}
+
+#[test]
+fn missing_data_fails_clearly() {
+    let model = MINILM_L6_V2.resolve(None).unwrap();
+    let model = model.to_str().unwrap();
+    // An explicit SpamAssassin directory that is not one.
+    let (ok, _, err) = cli(
+        &[
+            "train",
+            "--task",
+            "spam-assassin",
+            "--model",
+            model,
+            "--data-dir",
+            "/nonexistent/spam",
+        ],
+        &[],
+    );
+    assert!(
+        !ok && err.contains("/nonexistent/spam") && err.contains("file_list.json"),
+        "{err}"
+    );
+    // No cache and no npm client: the error says what to install or pass.
+    let home = tempfile::tempdir().unwrap();
+    let (ok, _, err) = cli(
+        &["train", "--task", "spam-assassin", "--model", model],
+        &[
+            ("SLIMFIT_HOME", home.path().to_str().unwrap()),
+            ("PATH", ""),
+        ],
+    );
+    assert!(
+        !ok && err.contains("no npm client") && err.contains("--data-dir"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // A GLUE task with no directory and no SLIMFIT_GLUE_DIR.
+    let (ok, _, err) = cli(&["train", "--task", "mrpc", "--model", model], &[]);
+    assert!(
+        !ok && err.contains(GLUE_DIR_ENV) && err.contains("MRPC/train.tsv"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
