@@ -5,6 +5,7 @@ use serde::Serialize;
 use crate::Bytes;
 use crate::activations::{Dims, saved};
 use crate::plan::{Plan, PlanError, PlanRequest, plan};
+use crate::shape::UnitRole;
 use crate::storage::OptimizerState;
 
 /// The outcome of [`fit_budget`].
@@ -12,51 +13,71 @@ use crate::storage::OptimizerState;
 pub struct BudgetFit {
     /// The budget.
     pub budget: Bytes,
-    /// Units that may train in every step.
+    /// Units that may train per step.
     pub trainable_units: usize,
-    /// The plan of the costliest choice of that many units (the guarantee).
+    /// The plan of the costliest choice of that many units (embedding tables aside).
     pub worst_case: Plan,
 }
 
-/// Finds the largest `k` such that *any* `k` trainable units fit `budget`: units are ranked
-/// by what training them adds (gradient, moments under `drop`, the activations only they
-/// save — Q/K/V share one input, FFN2's input is int8 under compression, a trainable
-/// embedding table also builds its gradient densely) and the plan of the `k` costliest is
-/// checked. The scheduler may then pick any `k` units per step. `request.trainable` is
-/// ignored.
-pub fn fit_budget(request: &PlanRequest, budget: Bytes) -> Result<BudgetFit, PlanError> {
+/// What training each unit alone adds to a step, in bytes: gradient, Adam moments under
+/// `drop`, score snapshot, the activations only it saves (Q/K/V share one input, FFN2's
+/// input is int8 under compression), and for an embedding table its dense gradient buffer.
+pub fn unit_costs(request: &PlanRequest) -> Vec<u64> {
     let units = request.shape.units();
     let t = units.len();
     let d = Dims::new(&request.shape, request.batch, request.seq);
-    let cost = |i: usize| -> u64 {
-        let mut alone = vec![false; t];
-        alone[i] = true;
-        let activations = saved(
-            &request.shape,
-            &units,
-            &d,
-            request.storage,
-            request.layer_norm_keep,
-            &alone,
-        )
-        .per_unit[i];
-        let numel = units[i].numel as u64;
-        let moments = if request.optimizer_state == OptimizerState::Drop {
-            8 * numel
-        } else {
-            0
-        };
-        let snapshot = if request.score_snapshots {
-            4 * numel
-        } else {
-            0
-        };
-        4 * numel + moments + snapshot + activations
-    };
-    let mut order: Vec<usize> = (0..t).collect();
-    let costs: Vec<u64> = (0..t).map(cost).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(costs[i]));
+    (0..t)
+        .map(|i| {
+            let mut alone = vec![false; t];
+            alone[i] = true;
+            let activations = saved(
+                &request.shape,
+                &units,
+                &d,
+                request.storage,
+                request.layer_norm_keep,
+                &alone,
+            )
+            .per_unit[i];
+            let numel = units[i].numel as u64;
+            let moments = match request.optimizer_state {
+                OptimizerState::Drop => 8 * numel,
+                OptimizerState::Keep => 0,
+            };
+            let snapshot = if request.score_snapshots {
+                4 * numel
+            } else {
+                0
+            };
+            let dense = if units[i].role == UnitRole::EmbeddingTable {
+                4 * numel
+            } else {
+                0
+            };
+            4 * numel + moments + snapshot + activations + dense
+        })
+        .collect()
+}
 
+/// Finds the largest `k` such that any `k` trainable units other than embedding tables fit
+/// `budget`: units are ranked by [`unit_costs`] and the plan of the `k` costliest is
+/// checked.
+///
+/// Embedding tables are ranked last: a word-embedding table's dense gradient alone can
+/// cost more than the rest of a step, so a worst case that includes it would leave almost
+/// nothing trainable. A trainer in budget mode therefore also checks each step's actual set
+/// with [`plan`] and sheds its costliest units while it does not fit ([`shed_to_budget`]).
+/// `request.trainable` is ignored. Fails with [`PlanError::BudgetTooSmall`] (naming the
+/// minimum) when even an all-frozen step does not fit.
+pub fn fit_budget(request: &PlanRequest, budget: Bytes) -> Result<BudgetFit, PlanError> {
+    let units = request.shape.units();
+    let t = units.len();
+    let costs = unit_costs(request);
+    let mut order: Vec<usize> = (0..t).collect();
+    order.sort_by_key(|&i| {
+        let table = units[i].role == UnitRole::EmbeddingTable;
+        (table, std::cmp::Reverse(costs[i]))
+    });
     let plan_k = |k: usize| -> Result<Plan, PlanError> {
         let mut trainable = vec![false; t];
         for &i in &order[..k] {
@@ -90,4 +111,24 @@ pub fn fit_budget(request: &PlanRequest, budget: Bytes) -> Result<BudgetFit, Pla
         trainable_units: 0,
         worst_case: frozen,
     })
+}
+
+/// Freezes units of `request.trainable` — costliest first — until the predicted peak fits
+/// `budget`. Returns the units it froze.
+pub fn shed_to_budget(request: &mut PlanRequest, budget: Bytes) -> Result<Vec<usize>, PlanError> {
+    let costs = unit_costs(request);
+    let mut shed = Vec::new();
+    while plan(request)?.total_peak_bytes > budget {
+        let costliest = (0..costs.len())
+            .filter(|&i| request.trainable[i])
+            .max_by_key(|&i| costs[i]);
+        match costliest {
+            Some(i) => {
+                request.trainable[i] = false;
+                shed.push(i);
+            }
+            None => break,
+        }
+    }
+    Ok(shed)
 }

@@ -40,7 +40,7 @@ mod plan;
 mod shape;
 mod storage;
 
-pub use budget::{BudgetFit, fit_budget};
+pub use budget::{BudgetFit, fit_budget, shed_to_budget, unit_costs};
 pub use bytes::Bytes;
 #[cfg(feature = "counting-allocator")]
 pub use counting::CountingAllocator;

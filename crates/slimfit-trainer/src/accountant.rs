@@ -78,3 +78,181 @@ pub fn plan_measured_step(
     request.runtime_overhead = runtime_overhead();
     plan(&request)
 }
+
+/// What `plan` prints: the requested SlimFit setting beside full fine-tuning.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanComparison {
+    /// Model name as given.
+    pub model_config: String,
+    /// Sequences per batch.
+    pub batch: usize,
+    /// Tokens per sequence.
+    pub seq: usize,
+    /// Predicted peak of the SlimFit setting (the setting asked for).
+    pub total_peak_bytes: Bytes,
+    /// Its categories.
+    pub categories: slimfit_memory::Categories,
+    /// Freezing rate of the setting (given, or derived from the budget).
+    pub freeze_rate: f64,
+    /// The budget, when one was given.
+    pub memory_budget: Option<Bytes>,
+    /// The full plan of the setting.
+    pub slimfit: Plan,
+    /// Full fine-tuning: nothing frozen, exact storage, same optimizer policy.
+    pub full_fine_tuning: Plan,
+    /// `slimfit / full` peak.
+    pub ratio: f64,
+}
+
+/// How the SlimFit side of a `plan` is chosen.
+#[derive(Debug, Clone, Copy)]
+pub enum Setting {
+    /// Freeze the lowest `floor(r · units)` units.
+    FreezeRate(f64),
+    /// Train as many units as fit (worst case over which ones).
+    Budget(Bytes),
+}
+
+/// Plans `setting` and full fine-tuning for the same shape.
+pub fn compare_plans(
+    model_config: &str,
+    config: &BertConfig,
+    batch: usize,
+    seq: usize,
+    setting: Setting,
+    compression: Compression,
+    policy: OptimizerStatePolicy,
+) -> Result<PlanComparison, PlanError> {
+    let full = plan_measured_step(config, batch, seq, 0.0, Compression::Exact, policy)?;
+    let (slimfit, freeze_rate, memory_budget) = match setting {
+        Setting::FreezeRate(rate) => {
+            if !(0.0..1.0).contains(&rate) {
+                return Err(PlanError::Invalid(format!(
+                    "--freeze-rate must lie in [0, 1), got {rate}"
+                )));
+            }
+            (
+                plan_measured_step(config, batch, seq, rate, compression, policy)?,
+                rate,
+                None,
+            )
+        }
+        Setting::Budget(budget) => {
+            let fit = fit_to_budget(config, 2, batch, seq, compression, policy, budget)?;
+            let t = fit.worst_case.total_units;
+            let rate = (t - fit.trainable_units) as f64 / t as f64;
+            (fit.worst_case, rate, Some(budget))
+        }
+    };
+    Ok(PlanComparison {
+        model_config: model_config.to_string(),
+        batch,
+        seq,
+        total_peak_bytes: slimfit.total_peak_bytes,
+        categories: slimfit.categories,
+        freeze_rate,
+        memory_budget,
+        ratio: slimfit.total_peak_bytes.as_f64() / full.total_peak_bytes.as_f64(),
+        slimfit,
+        full_fine_tuning: full,
+    })
+}
+
+/// Budget mode: the most units that may train per step within `budget`.
+pub fn fit_to_budget(
+    config: &BertConfig,
+    num_labels: usize,
+    batch: usize,
+    seq: usize,
+    compression: Compression,
+    policy: OptimizerStatePolicy,
+    budget: Bytes,
+) -> Result<slimfit_memory::BudgetFit, PlanError> {
+    let mut request = PlanRequest::with_freeze_rate(
+        encoder_shape(config, num_labels),
+        batch,
+        seq,
+        storage(compression),
+        optimizer_state(policy),
+        0.0,
+    );
+    request.runtime_overhead = runtime_overhead();
+    slimfit_memory::fit_budget(&request, budget)
+}
+
+/// The comparison as a table.
+pub fn render(c: &PlanComparison, compression: Compression) -> String {
+    use std::fmt::Write;
+    let (s, f) = (&c.slimfit, &c.full_fine_tuning);
+    let slim_title = format!(
+        "SlimFit ({compression}, {}/{} frozen)",
+        s.total_units - s.trainable_units,
+        s.total_units
+    );
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} · batch {} × {} tokens · fp32 · predicted peak of one training step",
+        c.model_config, c.batch, c.seq
+    );
+    if let Some(budget) = c.memory_budget {
+        let _ = writeln!(
+            out,
+            "memory budget {budget}: {} of {} units may train per step (freeze rate {:.3}); \
+             the SlimFit column is the costliest such choice",
+            s.trainable_units, s.total_units, c.freeze_rate
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<22} {:>18} {:>34}",
+        "", "full fine-tuning", slim_title
+    );
+    for ((name, full), (_, slim)) in f.categories.named().iter().zip(s.categories.named()) {
+        let _ = writeln!(
+            out,
+            "{:<22} {:>18} {:>34}",
+            name.replace('_', " "),
+            full.to_string(),
+            slim.to_string()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<22} {:>18} {:>34}",
+        "runtime",
+        f.runtime_overhead.to_string(),
+        s.runtime_overhead.to_string()
+    );
+    let _ = writeln!(
+        out,
+        "{:<22} {:>18} {:>34}",
+        "total peak",
+        f.total_peak_bytes.to_string(),
+        s.total_peak_bytes.to_string()
+    );
+    let _ = writeln!(
+        out,
+        "{:<22} {:>18} {:>34}",
+        "peak during",
+        phase(f.peak_phase),
+        phase(s.peak_phase)
+    );
+    let _ = writeln!(
+        out,
+        "SlimFit / full fine-tuning: {:.3} (saves {})",
+        c.ratio,
+        f.total_peak_bytes.saturating_sub(s.total_peak_bytes)
+    );
+    out
+}
+
+fn phase(p: slimfit_memory::PeakPhase) -> String {
+    use slimfit_memory::PeakPhase::*;
+    match p {
+        Forward => "forward".into(),
+        Backward(l) => format!("backward, layer {l}"),
+        Embeddings => "backward, embeddings".into(),
+        Update => "optimizer update".into(),
+    }
+}

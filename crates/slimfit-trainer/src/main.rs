@@ -16,6 +16,8 @@ use slimfit_trainer::model_config::resolve_model_config;
 use slimfit_trainer::task::{Task, glue_dir_from_env};
 use slimfit_trainer::train::{PolicyKind, TrainConfig, Variant};
 
+mod plan_cmd;
+
 /// Every allocation is counted, so that memory claims are measurements.
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
@@ -150,6 +152,17 @@ enum Command {
         /// Write the JSON report here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Budget mode: train as many units per step as the memory accountant predicts fit
+        /// this peak (whole process, e.g. 600MiB, 2GiB), instead of --freeze-rate.
+        #[arg(long, conflicts_with = "freeze_rate")]
+        memory_budget: Option<String>,
+    },
+    /// Predict the peak memory of one training step from a model config alone (no weights,
+    /// nothing runs): the SlimFit setting beside full fine-tuning, by category. Predicts what
+    /// `measure-step` measures for the same flags.
+    Plan {
+        #[command(flatten)]
+        args: plan_cmd::PlanArgs,
     },
     /// Measure the memory of one SlimFit training step (forward, backward, AdamW update) on
     /// random token ids: a first step creates optimizer state, the second — with
@@ -184,6 +197,7 @@ fn main() -> Result<()> {
     });
     match command {
         Command::MainJob { args } => main_job::run(&args).map(drop),
+        Command::Plan { args } => plan_cmd::run(args),
         Command::Compare { step } => compare(step),
         Command::Encode {
             model,
@@ -209,7 +223,13 @@ fn main() -> Result<()> {
             max_dev_examples,
             optimizer_state,
             report,
+            memory_budget,
         } => {
+            let memory_budget = memory_budget
+                .map(|b| b.parse::<slimfit_memory::Bytes>())
+                .transpose()
+                .map_err(anyhow::Error::msg)
+                .context("--memory-budget")?;
             let (default_rate, default_lr, default_batch) = task.defaults();
             let (default_compression, default_score) = variant.defaults();
             let config = TrainConfig {
@@ -239,6 +259,7 @@ fn main() -> Result<()> {
                 max_train_examples,
                 max_dev_examples,
                 optimizer_state,
+                memory_budget,
             };
             let device = backend::default_device()?;
             let result = main_job::train_with_progress(config, &device)?;

@@ -170,6 +170,7 @@ pub fn job_config(
         max_train_examples: Some(args.max_train_examples.unwrap_or(train_cap)),
         max_dev_examples: args.max_dev_examples.or(dev_cap),
         optimizer_state: OptimizerStatePolicy::Keep,
+        memory_budget: None,
     })
 }
 

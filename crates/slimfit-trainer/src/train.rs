@@ -110,6 +110,10 @@ pub struct TrainConfig {
     pub max_dev_examples: Option<usize>,
     /// Adam state of frozen units.
     pub optimizer_state: OptimizerStatePolicy,
+    /// Budget mode: train as many units per step as the accountant predicts fit this many
+    /// bytes (peak of the whole process), instead of `freeze_rate`.
+    #[serde(default)]
+    pub memory_budget: Option<Bytes>,
 }
 
 /// Dev metrics after one epoch.
@@ -145,8 +149,28 @@ pub struct TrainReport {
     /// Peak live bytes of the process during training, when the counting allocator is
     /// installed and the backend allocates through it (flex); `None` otherwise.
     pub peak_bytes: Option<Bytes>,
+    /// Budget mode: units trainable per step and the accountant's worst-case peak.
+    pub budget: Option<BudgetReport>,
     /// Wall time, seconds.
     pub wall_seconds: f64,
+}
+
+/// What budget mode decided.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetReport {
+    /// The budget.
+    pub budget: Bytes,
+    /// Units trainable per step.
+    pub trainable_units: usize,
+    /// The freezing rate this amounts to.
+    pub freeze_rate: f64,
+    /// Predicted peak of the costliest choice of that many units at `--max-len`.
+    pub predicted_worst_case_peak: Bytes,
+    /// Live bytes (runtime, tokenizer, encoded data) when the budget was fitted.
+    pub live_before_model: Bytes,
+    /// Unit-steps the trainer froze on top of the policy because that step's set (with an
+    /// embedding table, say) was predicted above the budget.
+    pub shed_unit_steps: usize,
 }
 
 /// Errors of `train`.
@@ -242,6 +266,50 @@ fn learning_rate(step: usize, total: usize, peak: f64, warmup: f64) -> f64 {
     }
 }
 
+/// Budget mode: how many units fit, given what is already live.
+fn fit_budget(
+    config: &TrainConfig,
+    model_config: &slimfit_models::BertConfig,
+    head: &SequenceTask,
+    live_before_model: Bytes,
+    budget: Bytes,
+) -> Result<(BudgetReport, slimfit_memory::PlanRequest), TrainError> {
+    let num_labels = match head {
+        SequenceTask::Classification { num_labels } => *num_labels,
+        SequenceTask::Regression => 1,
+    };
+    let mut request = slimfit_memory::PlanRequest::with_freeze_rate(
+        crate::accountant::encoder_shape(model_config, num_labels),
+        config.batch,
+        config.max_len,
+        crate::accountant::storage(config.compression),
+        crate::accountant::optimizer_state(config.optimizer_state),
+        0.0,
+    );
+    request.runtime_overhead = live_before_model;
+    request.score_snapshots = config.policy != PolicyKind::Full;
+    let fit = slimfit_memory::fit_budget(&request, budget)
+        .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?;
+    if fit.trainable_units == 0 {
+        return Err(TrainError::Invalid(format!(
+            "--memory-budget {budget} holds a step only with every unit frozen (predicted {}); \
+             nothing would train",
+            fit.worst_case.total_peak_bytes
+        )));
+    }
+    Ok((
+        BudgetReport {
+            budget,
+            trainable_units: fit.trainable_units,
+            freeze_rate: 1.0 - fit.trainable_units as f64 / fit.worst_case.total_units as f64,
+            predicted_worst_case_peak: fit.worst_case.total_peak_bytes,
+            live_before_model,
+            shed_unit_steps: 0,
+        },
+        request,
+    ))
+}
+
 /// Fine-tunes and evaluates; `progress` is called after every step with
 /// `(step, total, loss, frozen units)`.
 pub fn train<B>(
@@ -283,6 +351,9 @@ where
     let dev_set = encode_split(&tokenizer, data.dev)?;
 
     B::seed(device, config.seed);
+    // Everything live now (runtime, tokenizer, encoded data) stays for the whole run: the
+    // budget has to hold it besides the step.
+    let live_before_model = counting::live();
     let checkpoint = CheckpointDir::new(&config.model);
     let model_config = checkpoint.config()?;
     if config.max_len > model_config.max_position_embeddings {
@@ -313,6 +384,30 @@ where
         .iter()
         .map(|u| !(task == Task::Glue(GlueTask::Stsb) && u.kind == UnitKind::Head))
         .collect();
+    let (rate, budget, mut budget_request) = match config.memory_budget {
+        None => (rate, None, None),
+        Some(budget) => {
+            let (report, request) =
+                fit_budget(&config, &model_config, &head, live_before_model, budget)?;
+            // k trainable of t units; units outside the candidates always train.
+            let fixed = candidates.iter().filter(|c| !**c).count();
+            let n = t - fixed;
+            let k = report.trainable_units.saturating_sub(fixed).min(n);
+            let rate = FreezeRate::new((n - k) as f64 / n as f64).map_err(|_| {
+                TrainError::Invalid(format!(
+                    "--memory-budget {budget} leaves no unit trainable: the predicted peak \
+                     with one trainable unit is above it"
+                ))
+            })?;
+            tracing::info!(
+                "memory budget {budget}: {} of {t} units train per step (predicted worst-case \
+                 peak {})",
+                report.trainable_units,
+                report.predicted_worst_case_peak
+            );
+            (rate, Some(report), Some(request))
+        }
+    };
     let mut policy: Box<dyn FreezePolicy> = match config.policy {
         PolicyKind::Ils => Box::new(Ils::new(rate, candidates)),
         PolicyKind::Full => Box::new(Full),
@@ -350,6 +445,7 @@ where
         total_units: t,
         trained_steps_per_unit: Vec::new(),
         peak_bytes: None,
+        budget,
         wall_seconds: 0.0,
     };
     let mut trained_count = vec![0usize; t];
@@ -357,7 +453,16 @@ where
     for epoch in 0..config.epochs {
         let batches = length_bucketed_batches(&lengths, config.batch, config.seed + epoch as u64);
         for batch_indices in batches {
-            let trainable = policy.trainable(step, scores.scores());
+            let mut trainable = policy.trainable(step, scores.scores());
+            if let (Some(request), Some(fit)) = (budget_request.as_mut(), report.budget.as_mut()) {
+                request.trainable.clone_from(&trainable);
+                let shed = slimfit_memory::shed_to_budget(request, fit.budget)
+                    .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?;
+                fit.shed_unit_steps += shed.len();
+                for i in shed {
+                    trainable[i] = false;
+                }
+            }
             let frozen = trainable.iter().filter(|&&x| !x).count();
             model = model.with_trainable(&units, &trainable);
             let wanted: HashMap<ParamId, usize> = units

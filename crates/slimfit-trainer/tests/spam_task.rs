@@ -9,7 +9,7 @@ use std::process::Command;
 
 use slimfit_data::assets::MINILM_L6_V2;
 use slimfit_data::{Label, SpamAssassin, Split, spam};
-use slimfit_memory::CountingAllocator;
+use slimfit_memory::{Bytes, CountingAllocator};
 use slimfit_trainer::backend::{TrainingBackend, default_device};
 use slimfit_trainer::measure::OptimizerStatePolicy;
 use slimfit_trainer::task::{GLUE_DIR_ENV, Task};
@@ -17,6 +17,9 @@ use slimfit_trainer::train::{PolicyKind, TrainConfig, Variant, train};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
+
+/// In-process training runs share the backend RNG and the allocator's peak: one at a time.
+static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn npm_available() -> bool {
     ["npm", "npm.cmd"].into_iter().any(|program| {
@@ -59,6 +62,7 @@ fn trains_on_a_small_balanced_spam_subset() {
     if !corpus_obtainable() {
         return;
     }
+    let _serial = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     let corpus = SpamAssassin::open(None).unwrap_or_else(|e| panic!("{e}"));
     // The subset the run uses is balanced.
     let ham = |examples: &[slimfit_data::Example]| {
@@ -90,6 +94,7 @@ fn trains_on_a_small_balanced_spam_subset() {
         max_train_examples: Some(64),
         max_dev_examples: Some(32),
         optimizer_state: OptimizerStatePolicy::Keep,
+        memory_budget: None,
     };
     let report =
         train::<TrainingBackend>(config, &default_device().unwrap(), |_, _, _, _| {}).unwrap();
@@ -222,4 +227,59 @@ fn missing_data_fails_clearly() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn memory_budget_bounds_the_measured_peak_of_a_real_run() {
+    if !corpus_obtainable() {
+        return;
+    }
+    let _serial = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, lr, _) = Task::SpamAssassin.defaults();
+    let (compression, score) = Variant::Default.defaults();
+    let budget = Bytes(345 << 20);
+    let config = |memory_budget| TrainConfig {
+        task: Task::SpamAssassin,
+        data_dir: None,
+        model: MINILM_L6_V2.resolve(None).unwrap(),
+        policy: PolicyKind::Ils,
+        freeze_rate: 0.9,
+        variant: Variant::Default,
+        compression,
+        score: score.into(),
+        epochs: 1,
+        batch: 16,
+        lr,
+        warmup: 0.0,
+        max_len: 64,
+        seed: 3,
+        max_train_examples: Some(160),
+        max_dev_examples: Some(16),
+        optimizer_state: OptimizerStatePolicy::Keep,
+        memory_budget,
+    };
+    let device = default_device().unwrap();
+    let report = train::<TrainingBackend>(config(Some(budget)), &device, |_, _, _, _| {}).unwrap();
+    let fit = report.budget.as_ref().expect("budget mode reports its fit");
+    // More than r = 0.9 allows (6 of 54), fewer than all.
+    assert!(
+        fit.trainable_units > 6 && fit.trainable_units < 54,
+        "{fit:?}"
+    );
+    assert!(fit.predicted_worst_case_peak <= budget);
+    assert_eq!(report.loss_curve.len(), 10);
+    for frozen in &report.frozen_per_step {
+        assert!(54 - frozen <= fit.trainable_units);
+    }
+    // The ILS warm-up (huge random scores) has trained every unit but the shed word-embedding
+    // table within ceil(54 / k) steps, so Adam state exists for them; the measured peak of the
+    // whole process stays under the budget.
+    let peak = report.peak_bytes.expect("flex counts bytes");
+    assert!(peak <= budget, "measured {peak} above the budget {budget}");
+
+    // A budget below an all-frozen step names the minimum.
+    let err = train::<TrainingBackend>(config(Some(Bytes(200 << 20))), &device, |_, _, _, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("every unit frozen"), "{err}");
 }

@@ -94,6 +94,7 @@ fn config(data_dir: &Path, policy: PolicyKind, variant: Variant) -> TrainConfig 
         max_train_examples: None,
         max_dev_examples: None,
         optimizer_state: OptimizerStatePolicy::Keep,
+        memory_budget: None,
     }
 }
 
