@@ -8,16 +8,7 @@ use slimfit_memory::{
 };
 
 fn main() {
-    let bert_base = EncoderShape {
-        hidden: 768,
-        heads: 12,
-        intermediate: 3072,
-        layers: 12,
-        vocab: 30522,
-        max_positions: 512,
-        token_types: 2,
-        num_labels: 2,
-    };
+    let bert_base = EncoderShape::bert_base();
     let setting = |storage, rate| {
         PlanRequest::with_freeze_rate(
             bert_base.clone(),

@@ -7,7 +7,7 @@
 //! input of a trainable projection, the x̂ of a trainable γ), and are charged to that unit
 //! (to the first trainable unit of a group that shares them).
 
-use crate::shape::{EncoderShape, UnitRole, UnitSpec};
+use crate::shape::{EncoderShape, Family, UnitRole, UnitSpec};
 use crate::storage::ActivationStorage;
 
 /// Batch dimensions of one step, with the derived element counts.
@@ -132,43 +132,33 @@ pub(crate) fn saved(
             .collect()
     };
 
-    // Embeddings: gathers (+ the i64 ids each trainable table keeps), LayerNorm, dropout.
-    let tables = find(UnitRole::EmbeddingTable, None);
-    let norm = find(UnitRole::EmbeddingNorm, None);
-    let tables_train = tables.iter().any(|&i| trainable[i]);
-    let norm_trains = norm.iter().any(|&i| trainable[i]);
-    for &i in &tables {
-        if trainable[i] {
-            per_unit[i] += 8 * d.tokens;
+    let hidden_mask = if shape.hidden_dropout {
+        mask(d.tokens, d.hidden, storage)
+    } else {
+        0
+    };
+    let embeddings = match shape.family {
+        Family::Bert { .. } => {
+            bert_embeddings(&mut per_unit, units, trainable, d, storage, layer_norm_keep)
         }
-    }
-    let embeddings = mask(d.tokens, d.hidden, storage);
-    match storage {
-        Exact => {
-            // burn's LayerNorm ops keep x − mean twice (square, divide) once the input is
-            // on the gradient path, and x̂ for a trainable γ.
-            if tables_train {
-                charge(&mut per_unit, trainable, &tables, 2 * nh4 + 8 * d.tokens);
-            }
-            charge(&mut per_unit, trainable, &norm, nh4);
+        Family::Vit {
+            patch_size,
+            channels,
+            ..
+        } => {
+            // The patch projection keeps its flattened-patch input while it trains; the class
+            // token and positions are added (nothing kept).
+            let patches = d.tokens - d.batch;
+            let projection = find(UnitRole::PatchProjection, None);
+            charge(
+                &mut per_unit,
+                trainable,
+                &projection,
+                4 * patches * (channels * patch_size * patch_size) as u64,
+            );
+            0
         }
-        Paper | Scaled => {
-            if tables_train {
-                charge(&mut per_unit, trainable, &tables, 4 * d.tokens);
-            }
-            if norm_trains {
-                charge(&mut per_unit, trainable, &norm, nh4);
-            } else if tables_train {
-                charge(
-                    &mut per_unit,
-                    trainable,
-                    &tables,
-                    frozen_norm(d, storage, layer_norm_keep),
-                );
-            }
-        }
-    }
-
+    } + hidden_mask;
     let mut layers = Vec::with_capacity(shape.layers);
     for l in 0..shape.layers {
         let at = |role| find(role, Some(l));
@@ -185,8 +175,9 @@ pub(crate) fn saved(
                 // probabilities (kept by P·V). The hidden dropout draws after attention and
                 // after the FFN; each residual LayerNorm keeps x − mean twice (square,
                 // divide) and its per-row statistics; GELU keeps its input.
-                layer += 3 * nh4 + 4 * d.a4() + 4 * d.score_rows;
-                layer += 2 * mask(d.tokens, d.hidden, storage);
+                let score_buffers = if shape.attention_dropout { 4 } else { 3 };
+                layer += 3 * nh4 + score_buffers * d.a4() + 4 * d.score_rows;
+                layer += 2 * hidden_mask;
                 layer += 2 * (2 * nh4 + 8 * d.tokens);
                 layer += nf4;
                 charge(&mut per_unit, trainable, &qkv, nh4);
@@ -211,8 +202,10 @@ pub(crate) fn saved(
                 };
                 layer += 3 * (d.tokens * d.hidden + row_scale) + d.scores + row_scale;
                 // Dropout masks: on V (rows of one head), after attention, after the FFN.
-                layer += mask(d.score_rows, d.head_dim, storage);
-                layer += 2 * mask(d.tokens, d.hidden, storage);
+                if shape.attention_dropout {
+                    layer += mask(d.score_rows, d.head_dim, storage);
+                }
+                layer += 2 * hidden_mask;
                 // GELU: 4 bits per value (the input for paper, GELU′ for scaled).
                 layer += d.tokens * d.ffn.div_ceil(2);
                 // LayerNorms: 1/σ per row, x̂ compressed while γ is frozen, fp32 while it
@@ -234,22 +227,108 @@ pub(crate) fn saved(
                 charge(&mut per_unit, trainable, &at(UnitRole::Ffn2), ffn2);
             }
         }
+        // DINOv2's layer scales (plain burn multiplies) keep their fp32 input while λ trains.
+        charge(&mut per_unit, trainable, &at(UnitRole::AttentionScale), nh4);
+        charge(&mut per_unit, trainable, &at(UnitRole::OutputScale), nh4);
         layers.push(layer);
     }
 
-    // Pooler and head run plain burn ops: tanh keeps its output, the head's dropout its
-    // draws; a trainable pooler keeps its [CLS] input.
-    let head = 8 * d.batch * d.hidden;
-    charge(
-        &mut per_unit,
-        trainable,
-        &find(UnitRole::Pooler, None),
-        4 * d.batch * d.hidden,
-    );
+    let head = match shape.family {
+        Family::Bert { .. } => {
+            // Pooler and head run plain burn ops: tanh keeps its output, the head's dropout
+            // its draws; a trainable pooler keeps its [CLS] input.
+            charge(
+                &mut per_unit,
+                trainable,
+                &find(UnitRole::Pooler, None),
+                4 * d.batch * d.hidden,
+            );
+            8 * d.batch * d.hidden
+        }
+        Family::Vit { dinov2, .. } => {
+            // Final LayerNorm, then the classifier keeps its features while it trains.
+            let final_norm = find(UnitRole::FinalNorm, None);
+            let features = if dinov2 { 2 } else { 1 } * d.hidden;
+            charge(
+                &mut per_unit,
+                trainable,
+                &find(UnitRole::Classifier, None),
+                4 * d.batch * features,
+            );
+            match storage {
+                Exact => {
+                    charge(&mut per_unit, trainable, &final_norm, nh4);
+                    2 * nh4 + 8 * d.tokens
+                }
+                Paper | Scaled => {
+                    let frozen = frozen_norm(d, storage, layer_norm_keep);
+                    charge(&mut per_unit, trainable, &final_norm, nh4 - frozen);
+                    4 * d.tokens + frozen
+                }
+            }
+        }
+    };
     Saved {
         embeddings,
         layers,
         head,
         per_unit,
     }
+}
+
+/// BERT's embedding block: gathers (+ the i64 ids each trainable table keeps) and LayerNorm;
+/// returns its static bytes (the dropout mask is added by the caller).
+fn bert_embeddings(
+    per_unit: &mut [u64],
+    units: &[UnitSpec],
+    trainable: &[bool],
+    d: &Dims,
+    storage: ActivationStorage,
+    layer_norm_keep: f64,
+) -> u64 {
+    use ActivationStorage::*;
+    let nh4 = d.nh4();
+    let find = |role: UnitRole| -> Vec<usize> {
+        units
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.role == role && u.layer.is_none())
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let tables = find(UnitRole::EmbeddingTable);
+    let norm = find(UnitRole::EmbeddingNorm);
+    let tables_train = tables.iter().any(|&i| trainable[i]);
+    let norm_trains = norm.iter().any(|&i| trainable[i]);
+    for &i in &tables {
+        if trainable[i] {
+            per_unit[i] += 8 * d.tokens;
+        }
+    }
+    match storage {
+        Exact => {
+            // burn's LayerNorm ops keep x − mean twice (square, divide) once the input is
+            // on the gradient path, and x̂ for a trainable γ.
+            if tables_train {
+                charge(per_unit, trainable, &tables, 2 * nh4 + 8 * d.tokens);
+            }
+            charge(per_unit, trainable, &norm, nh4);
+        }
+        Paper | Scaled => {
+            if tables_train {
+                charge(per_unit, trainable, &tables, 4 * d.tokens);
+            }
+            if norm_trains {
+                charge(per_unit, trainable, &norm, nh4);
+            } else if tables_train {
+                charge(
+                    per_unit,
+                    trainable,
+                    &tables,
+                    frozen_norm(d, storage, layer_norm_keep),
+                );
+            }
+        }
+    }
+    0
 }

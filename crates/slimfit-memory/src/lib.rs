@@ -19,10 +19,7 @@
 //! ```
 //! use slimfit_memory::{plan, ActivationStorage, EncoderShape, OptimizerState, PlanRequest};
 //!
-//! let bert_base = EncoderShape {
-//!     hidden: 768, heads: 12, intermediate: 3072, layers: 12,
-//!     vocab: 30522, max_positions: 512, token_types: 2, num_labels: 2,
-//! };
+//! let bert_base = EncoderShape::bert_base();
 //! let full = PlanRequest::with_freeze_rate(
 //!     bert_base.clone(), 32, 128, ActivationStorage::Exact, OptimizerState::Keep, 0.0);
 //! let slim = PlanRequest::with_freeze_rate(
@@ -45,5 +42,5 @@ pub use bytes::Bytes;
 #[cfg(feature = "counting-allocator")]
 pub use counting::CountingAllocator;
 pub use plan::{Categories, PeakPhase, Plan, PlanError, PlanRequest, UnitBytes, Workspace, plan};
-pub use shape::{EncoderShape, UnitRole, UnitSpec};
+pub use shape::{EncoderShape, Family, UnitRole, UnitSpec};
 pub use storage::{ActivationStorage, OptimizerState};

@@ -220,14 +220,14 @@ impl Workspace {
         }
     }
 
-    fn forward(&self, d: &Dims) -> u64 {
-        // The additive mask bias, materialised at the scores' shape, lives for the whole
-        // forward pass.
-        d.a4()
-            + max_f(
-                self.forward_ffn * d.nf4() as f64,
-                self.forward_scores * d.a4() as f64,
-            )
+    fn forward(&self, d: &Dims, mask_bias: bool) -> u64 {
+        // BERT's additive mask bias, materialised at the scores' shape, lives for the whole
+        // forward pass (ViT passes a single broadcast zero).
+        let mask = if mask_bias { d.a4() } else { 0 };
+        mask + max_f(
+            self.forward_ffn * d.nf4() as f64,
+            self.forward_scores * d.a4() as f64,
+        )
     }
 
     fn backward(&self, d: &Dims) -> u64 {
@@ -273,10 +273,12 @@ impl PlanRequest {
         if self.batch == 0 || self.seq == 0 {
             return Err(PlanError::Invalid("batch and seq must be positive".into()));
         }
-        if self.seq > self.shape.max_positions {
+        if let crate::shape::Family::Bert { max_positions, .. } = self.shape.family
+            && self.seq > max_positions
+        {
             return Err(PlanError::Invalid(format!(
-                "seq {} exceeds max_positions ({})",
-                self.seq, self.shape.max_positions
+                "seq {} exceeds max_positions ({max_positions})",
+                self.seq
             )));
         }
         if self.trainable.len() != units.len() {
@@ -387,7 +389,12 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     // Forward: everything saved, plus the mask bias and the last layer's busiest kernel.
     moments.push((
         PeakPhase::Forward,
-        cats(0, dynamic_total, static_total, workspace.forward(&d)),
+        cats(
+            0,
+            dynamic_total,
+            static_total,
+            workspace.forward(&d, !shape.is_vit()),
+        ),
     ));
 
     // Backward, layer by layer from the top: the head's gradients are done (its saved
@@ -395,7 +402,12 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     let head_grads: u64 = units
         .iter()
         .enumerate()
-        .filter(|(_, u)| matches!(u.role, UnitRole::Pooler | UnitRole::Classifier))
+        .filter(|(_, u)| {
+            matches!(
+                u.role,
+                UnitRole::Pooler | UnitRole::Classifier | UnitRole::FinalNorm
+            )
+        })
         .map(|(i, _)| unit_grad(i))
         .sum::<u64>()
         + F32 * (shape.hidden + shape.num_labels) as u64;

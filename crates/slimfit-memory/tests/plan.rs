@@ -7,16 +7,7 @@ use slimfit_memory::{
 };
 
 fn bert_base() -> EncoderShape {
-    EncoderShape {
-        hidden: 768,
-        heads: 12,
-        intermediate: 3072,
-        layers: 12,
-        vocab: 30522,
-        max_positions: 512,
-        token_types: 2,
-        num_labels: 2,
-    }
+    EncoderShape::bert_base()
 }
 
 fn request(storage: ActivationStorage, rate: f64) -> PlanRequest {

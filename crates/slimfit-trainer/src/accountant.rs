@@ -5,7 +5,8 @@
 //! choices onto the accountant's.
 
 use slimfit_memory::{
-    ActivationStorage, Bytes, EncoderShape, OptimizerState, Plan, PlanError, PlanRequest, plan,
+    ActivationStorage, Bytes, EncoderShape, Family, OptimizerState, Plan, PlanError, PlanRequest,
+    plan,
 };
 use slimfit_models::{BertConfig, Compression};
 
@@ -33,10 +34,14 @@ pub fn encoder_shape(config: &BertConfig, num_labels: usize) -> EncoderShape {
         heads: config.num_attention_heads,
         intermediate: config.intermediate_size,
         layers: config.num_hidden_layers,
-        vocab: config.vocab_size,
-        max_positions: config.max_position_embeddings,
-        token_types: config.type_vocab_size,
         num_labels,
+        hidden_dropout: config.hidden_dropout_prob > 0.0,
+        attention_dropout: config.attention_probs_dropout_prob > 0.0,
+        family: Family::Bert {
+            vocab: config.vocab_size,
+            max_positions: config.max_position_embeddings,
+            token_types: config.type_vocab_size,
+        },
     }
 }
 
@@ -67,8 +72,27 @@ pub fn plan_measured_step(
     compression: Compression,
     policy: OptimizerStatePolicy,
 ) -> Result<Plan, PlanError> {
-    let mut request = PlanRequest::with_freeze_rate(
+    plan_shape_step(
         encoder_shape(config, 2),
+        batch,
+        seq,
+        rate,
+        compression,
+        policy,
+    )
+}
+
+/// [`plan_measured_step`] for any shape (`seq` = tokens: for ViT, class token + patches).
+pub fn plan_shape_step(
+    shape: EncoderShape,
+    batch: usize,
+    seq: usize,
+    rate: f64,
+    compression: Compression,
+    policy: OptimizerStatePolicy,
+) -> Result<Plan, PlanError> {
+    let mut request = PlanRequest::with_freeze_rate(
+        shape,
         batch,
         seq,
         storage(compression),
@@ -116,14 +140,16 @@ pub enum Setting {
 /// Plans `setting` and full fine-tuning for the same shape.
 pub fn compare_plans(
     model_config: &str,
-    config: &BertConfig,
+    shape: &EncoderShape,
     batch: usize,
     seq: usize,
     setting: Setting,
     compression: Compression,
     policy: OptimizerStatePolicy,
 ) -> Result<PlanComparison, PlanError> {
-    let full = plan_measured_step(config, batch, seq, 0.0, Compression::Exact, policy)?;
+    let step =
+        |rate, compression| plan_shape_step(shape.clone(), batch, seq, rate, compression, policy);
+    let full = step(0.0, Compression::Exact)?;
     let (slimfit, freeze_rate, memory_budget) = match setting {
         Setting::FreezeRate(rate) => {
             if !(0.0..1.0).contains(&rate) {
@@ -131,14 +157,19 @@ pub fn compare_plans(
                     "--freeze-rate must lie in [0, 1), got {rate}"
                 )));
             }
-            (
-                plan_measured_step(config, batch, seq, rate, compression, policy)?,
-                rate,
-                None,
-            )
+            (step(rate, compression)?, rate, None)
         }
         Setting::Budget(budget) => {
-            let fit = fit_to_budget(config, 2, batch, seq, compression, policy, budget)?;
+            let mut request = PlanRequest::with_freeze_rate(
+                shape.clone(),
+                batch,
+                seq,
+                storage(compression),
+                optimizer_state(policy),
+                0.0,
+            );
+            request.runtime_overhead = runtime_overhead();
+            let fit = slimfit_memory::fit_budget(&request, budget)?;
             let t = fit.worst_case.total_units;
             let rate = (t - fit.trainable_units) as f64 / t as f64;
             (fit.worst_case, rate, Some(budget))
@@ -255,4 +286,57 @@ fn phase(p: slimfit_memory::PeakPhase) -> String {
         Embeddings => "backward, embeddings".into(),
         Update => "optimizer update".into(),
     }
+}
+
+/// The accountant's view of a ViT / DINOv2 with a `num_labels` classifier.
+pub fn vit_shape(config: &slimfit_models::ViTConfig, num_labels: usize) -> EncoderShape {
+    EncoderShape {
+        hidden: config.hidden_size,
+        heads: config.num_attention_heads,
+        intermediate: config.intermediate_size,
+        layers: config.num_hidden_layers,
+        num_labels,
+        hidden_dropout: config.hidden_dropout_prob > 0.0,
+        attention_dropout: config.attention_probs_dropout_prob > 0.0,
+        family: Family::Vit {
+            image_size: config.image_size,
+            patch_size: config.patch_size,
+            channels: config.num_channels,
+            dinov2: config.model_type == slimfit_models::ViTVariant::Dinov2,
+        },
+    }
+}
+
+/// A model for `plan`: a named BERT or ViT, or a Hugging Face config.json of either
+/// (`model_type` "bert", "vit" or "dinov2"), with the default labels of its family.
+pub fn plan_shape(spec: &str) -> Result<EncoderShape, slimfit_models::LoadError> {
+    use slimfit_models::ViTConfig;
+    let vit = match spec {
+        "vit-base-16-224" => Some(ViTConfig::vit_base_16_224()),
+        "vit-base-16-384" => Some(ViTConfig::vit_base_16_384()),
+        "dinov2-small-14" => Some(ViTConfig::dinov2_small_14()),
+        _ => None,
+    };
+    if let Some(config) = vit {
+        return Ok(vit_shape(&config, 1000));
+    }
+    let path = std::path::Path::new(spec);
+    let file = if path.is_dir() {
+        path.join("config.json")
+    } else {
+        path.to_path_buf()
+    };
+    if file.is_file() {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let model_type = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("model_type")?.as_str().map(str::to_owned));
+        if matches!(model_type.as_deref(), Some("vit" | "dinov2")) {
+            return Ok(vit_shape(&ViTConfig::from_json_file(&file)?, 1000));
+        }
+    }
+    Ok(encoder_shape(
+        &crate::model_config::resolve_model_config(spec)?,
+        2,
+    ))
 }

@@ -2,23 +2,28 @@
 
 use anyhow::{Context, Result, bail};
 use slimfit_memory::Bytes;
+use slimfit_memory::Family;
 use slimfit_models::Compression;
-use slimfit_trainer::accountant::{Setting, compare_plans, render};
+use slimfit_trainer::accountant::{Setting, compare_plans, plan_shape, render};
 use slimfit_trainer::measure::OptimizerStatePolicy;
-use slimfit_trainer::model_config::resolve_model_config;
 
 /// Arguments of `plan`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct PlanArgs {
-    /// `bert-base`, `minilm-l6`, or a Hugging Face BERT config.json (no weights needed).
+    /// `bert-base`, `minilm-l6`, `vit-base-16-224`, `vit-base-16-384`, `dinov2-small-14`, or
+    /// a Hugging Face BERT/ViT/DINOv2 config.json (no weights needed).
     #[arg(long, default_value = "bert-base")]
     model_config: String,
-    /// Sequences per batch.
+    /// Sequences (images) per batch.
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Tokens per sequence.
+    /// BERT: tokens per sequence. ViT: derived from --image-size.
     #[arg(long, default_value_t = 128)]
     seq: usize,
+    /// ViT: image side in pixels (default: the config's image_size); tokens = 1 + (side /
+    /// patch)².
+    #[arg(long)]
+    image_size: Option<usize>,
     /// Fraction of units frozen, in [0, 1) (the lowest-index units, as `measure-step`).
     #[arg(long, conflicts_with = "memory_budget")]
     freeze_rate: Option<f64>,
@@ -39,8 +44,15 @@ pub struct PlanArgs {
 
 /// Runs `plan`.
 pub fn run(args: PlanArgs) -> Result<()> {
-    let config = resolve_model_config(&args.model_config)
+    let shape = plan_shape(&args.model_config)
         .with_context(|| format!("--model-config {}", args.model_config))?;
+    let seq = match shape.family {
+        Family::Vit { image_size, .. } => {
+            let side = args.image_size.unwrap_or(image_size);
+            shape.image_tokens(side).unwrap_or(0)
+        }
+        Family::Bert { .. } => args.seq,
+    };
     let setting = match (&args.memory_budget, args.freeze_rate) {
         (Some(budget), _) => Setting::Budget(
             budget
@@ -51,14 +63,14 @@ pub fn run(args: PlanArgs) -> Result<()> {
         (None, Some(rate)) => Setting::FreezeRate(rate),
         (None, None) => Setting::FreezeRate(0.9),
     };
-    if args.batch == 0 || args.seq == 0 {
-        bail!("--batch and --seq must be positive");
+    if args.batch == 0 || seq <= 1 {
+        bail!("--batch and --seq (or --image-size) must be positive");
     }
     let comparison = compare_plans(
         &args.model_config,
-        &config,
+        &shape,
         args.batch,
-        args.seq,
+        seq,
         setting,
         args.compression,
         args.optimizer_state,
