@@ -15,6 +15,14 @@ use slimfit_trainer::measure::{MeasureSpec, OptimizerStatePolicy, measure_step};
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
 
+/// The allocator's counters are process-wide: a test that allocates a model while another
+/// measures would inflate the measurement. One test at a time.
+static COUNTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    COUNTERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The odd shape: 4 layers, H 512, 8 heads.
 fn odd() -> BertConfig {
     let mut c = BertConfig::minilm_l6();
@@ -97,6 +105,7 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn unit_lists_agree_with_the_models() {
+    let _counters = exclusive();
     let device = Default::default();
     for config in [BertConfig::bert_base(), BertConfig::minilm_l6(), odd()] {
         let model = BertForSequenceClassification::<InferenceBackend>::load(
@@ -125,6 +134,7 @@ fn unit_lists_agree_with_the_models() {
 
 #[test]
 fn plan_predicts_measure_step_within_ten_percent() {
+    let _counters = exclusive();
     let device = default_device().expect("device");
     let mut worst_total: f64 = 0.0;
     let mut failures = Vec::new();
