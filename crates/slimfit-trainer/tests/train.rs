@@ -95,6 +95,7 @@ fn config(data_dir: &Path, policy: PolicyKind, variant: Variant) -> TrainConfig 
         max_dev_examples: None,
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget: None,
+        image: None,
     }
 }
 

@@ -117,15 +117,7 @@ pub fn check_dataset_dir(dir: &Path) -> Result<(), AssetError> {
 
 /// Resolves the data set directory: `explicit` if given, else the cache, else a fetch.
 pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf, AssetError> {
-    if let Some(dir) = explicit {
-        check_dataset_dir(dir)?;
-        return Ok(dir.to_path_buf());
-    }
-    let cached = cache_dir();
-    if check_dataset_dir(&cached).is_ok() {
-        return Ok(cached);
-    }
-    fetch_to(&cached)
+    crate::assets::resolve_dir(explicit, cache_dir(), check_dataset_dir, fetch_to)
 }
 
 /// Fetches the package with apt-get and installs it into the cache; returns [`cache_dir`].
