@@ -19,8 +19,9 @@ pub struct BudgetFit {
     pub worst_case: Plan,
 }
 
-/// What training each unit alone adds to a step, in bytes: gradient, Adam moments under
-/// `drop`, score snapshot, the activations only it saves (Q/K/V share one input, FFN2's
+/// What training each unit alone adds to a step, in bytes: gradient (twice under gradient
+/// accumulation: the running sum and the micro-batch's), Adam moments under `drop`, score
+/// snapshot, the activations only it saves (Q/K/V share one input, FFN2's
 /// input is int8 under compression), and for an embedding table its dense gradient buffer.
 pub fn unit_costs(request: &PlanRequest) -> Vec<u64> {
     let units = request.shape.units();
@@ -54,7 +55,12 @@ pub fn unit_costs(request: &PlanRequest) -> Vec<u64> {
             } else {
                 0
             };
-            4 * numel + moments + snapshot + activations + dense
+            let accumulated = if request.accumulated_gradients {
+                4 * numel
+            } else {
+                0
+            };
+            4 * numel + moments + snapshot + activations + dense + accumulated
         })
         .collect()
 }

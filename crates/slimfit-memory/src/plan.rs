@@ -49,6 +49,13 @@ pub struct PlanRequest {
     /// (SLIMFIT.md §2): 4 B × its size, alive for the whole step, counted with the
     /// optimizer state. `measure-step` takes no copies.
     pub score_snapshots: bool,
+    /// Gradient accumulation (`train --grad-accum N`, N > 1): the request's `batch` is one
+    /// micro-batch, and from the second micro-batch of an optimizer step on, the summed
+    /// gradients of the earlier ones — every trainable unit, bias and β — stay alive through
+    /// its whole forward and backward pass (and beside its finished gradients while they are
+    /// added in). Counted with the gradients of the forward, backward and embedding
+    /// moments; the update holds only the sum.
+    pub accumulated_gradients: bool,
 }
 
 /// Errors of the accountant.
@@ -265,6 +272,7 @@ impl PlanRequest {
             trainable: (0..t).map(|i| i >= frozen).collect(),
             runtime_overhead: Bytes::ZERO,
             score_snapshots: false,
+            accumulated_gradients: false,
         }
     }
 
@@ -354,6 +362,12 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     // Per layer: Q/K/V/O biases, FFN biases, two LayerNorm β.
     let layer_bias_numel = (4 * shape.hidden + shape.intermediate + 3 * shape.hidden) as u64;
     let grads_total = (0..units.len()).map(unit_grad).sum::<u64>() + F32 * bias_numel;
+    // Gradient accumulation: the running sum of earlier micro-batches' gradients.
+    let accumulated = if request.accumulated_gradients {
+        grads_total
+    } else {
+        0
+    };
 
     let dynamic_of_layer = |l: usize| -> u64 {
         units
@@ -390,7 +404,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     moments.push((
         PeakPhase::Forward,
         cats(
-            0,
+            accumulated,
             dynamic_total,
             static_total,
             workspace.forward(&d, !shape.is_vit()),
@@ -418,7 +432,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
         moments.push((
             PeakPhase::Backward(l),
             cats(
-                grads_above,
+                accumulated + grads_above,
                 dynamic_below,
                 static_below,
                 workspace.backward(&d),
@@ -444,7 +458,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     let embedding_transient = largest_table.map_or(0, |t| t + d.nh4());
     moments.push((
         PeakPhase::Embeddings,
-        cats(grads_total, 0, 0, embedding_transient),
+        cats(accumulated + grads_total, 0, 0, embedding_transient),
     ));
 
     // Update: one temporary of the largest trained tensor.

@@ -131,3 +131,25 @@ fn invalid_requests_are_errors() {
     r.shape.heads = 7;
     assert!(plan(&r).unwrap_err().to_string().contains("divisible"));
 }
+
+#[test]
+fn accumulated_gradients_stay_through_later_micro_batches() {
+    let single = request(ActivationStorage::Scaled, 0.9);
+    let accumulating = PlanRequest {
+        accumulated_gradients: true,
+        ..single.clone()
+    };
+    let (p, q) = (plan(&single).unwrap(), plan(&accumulating).unwrap());
+    // The running sum — every trainable unit's gradient and the biases' — is added to every
+    // moment of the forward and backward passes, and to none of the update.
+    let sum = q.forward_peak_bytes.0 - p.forward_peak_bytes.0;
+    let unit_grads: u64 = p.units.iter().map(|u| u.gradient.0).sum();
+    assert!(sum > unit_grads, "{sum} vs {unit_grads}");
+    assert_eq!(q.backward_peak_bytes.0 - p.backward_peak_bytes.0, sum);
+    assert_eq!(q.update_peak_bytes, p.update_peak_bytes);
+    assert!(q.total_peak_bytes > p.total_peak_bytes);
+    // Budget mode fits no more units when gradients accumulate.
+    let budget = p.total_peak_bytes;
+    let fit = |r: &PlanRequest| fit_budget(r, budget).unwrap().trainable_units;
+    assert!(fit(&accumulating) < fit(&single));
+}

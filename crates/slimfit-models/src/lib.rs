@@ -10,6 +10,8 @@
 //!   `Dinov2Model` (pre-LN, DINOv2 layer scale) from one [`ViTConfig`], with bicubic
 //!   position-embedding interpolation to any image size; checked against onnxruntime on a
 //!   real DINOv2-S/14 backbone.
+//! - [`save_bert_classifier`] and [`save_vit_classifier`]: fine-tuned task models back to
+//!   Hugging Face checkpoints, named by the loader's own names.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -32,6 +34,7 @@ mod heads;
 mod layer_norm;
 mod loader;
 mod pretrained;
+mod saver;
 pub mod slim;
 mod units;
 mod vit;
@@ -48,6 +51,10 @@ pub use heads::{
 pub use layer_norm::LayerNorm;
 pub use loader::{Init, InitSource, LoadError, ParamSource, SafetensorsSource};
 pub use pretrained::CheckpointDir;
+pub use saver::{
+    HeadLabels, IMAGE_PROCESSOR_FILES, SaveError, SavedCheckpoint, TOKENIZER_FILES,
+    save_bert_classifier, save_vit_classifier,
+};
 pub use slim::{Compression, CompressionConfig, SlimOps};
 pub use units::{HasUnits, Unit, UnitKind, UnitList};
 pub use vit::{

@@ -533,9 +533,11 @@ impl<B: SlimOps> ViTEmbeddings<B> {
         let conv: Param<Tensor<B, 4>> =
             source.required(&format!("{PROJECTION}.weight"), [h, ch, p, p], init)?;
         // Row-major [h, c, p, p] → [h, c·p·p] is PyTorch's flattening of a conv weight.
-        // A fresh leaf: the view must not stay a node hanging off the 4-D tensor.
-        let flat = conv.into_value().set_require_grad(false);
-        let weight = Param::from_tensor(flat.reshape([h, ch * p * p]));
+        // A fresh leaf: the view must not stay a node hanging off the 4-D tensor. It keeps
+        // the checkpoint parameter's id, by which the saver knows its name.
+        let (id, conv, _) = conv.consume();
+        let flat = conv.set_require_grad(false).reshape([h, ch * p * p]);
+        let weight = Param::initialized(id, flat.require_grad());
         let bias = source.required(&format!("{PROJECTION}.bias"), [h], Init::Zeros)?;
         Ok(Self {
             cls_token: source.required("embeddings.cls_token", [1, 1, h], init)?,

@@ -13,5 +13,6 @@ pub mod encode;
 pub mod main_job;
 pub mod measure;
 pub mod model_config;
+pub mod run_config;
 pub mod task;
 pub mod train;

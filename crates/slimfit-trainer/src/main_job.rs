@@ -163,6 +163,8 @@ pub fn job_config(
             Task::Glue(_) => GLUE_EPOCHS,
         }),
         batch,
+        grad_accum: 1,
+        head_warmup: 0.0,
         lr,
         warmup: 0.0,
         max_len: args.max_len.unwrap_or(max_len),
@@ -171,6 +173,7 @@ pub fn job_config(
         max_dev_examples: args.max_dev_examples.or(dev_cap),
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget: None,
+        output: None,
         image: None,
     })
 }

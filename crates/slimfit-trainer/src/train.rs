@@ -6,6 +6,11 @@
 //! saved input; after the AdamW step, the scores of the units that trained are updated from
 //! their values before and after the step (only those units are copied).
 //!
+//! With gradient accumulation ([`TrainConfig::grad_accum`] = N), an optimizer step is N
+//! micro-batches of [`TrainConfig::batch`] examples: each micro-batch's loss is scaled by
+//! 1/N and back-propagated, the gradients are summed ([`step_gradients`]), and the frozen
+//! set, the scores and the learning-rate schedule advance once per optimizer step.
+//!
 //! The loop ([`run_slimfit`]) knows nothing of text or images: it runs over a [`Workload`]
 //! — a model made of units, the batches of an epoch, the loss of a batch and the dev
 //! evaluation. [`TextWorkload`] (BERT on token ids) and [`ImageWorkload`] (ViT on pixels)
@@ -17,7 +22,7 @@ use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig, MseLoss, Reduction};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::Serialize;
@@ -31,7 +36,8 @@ use slimfit_dynamics::{ScoreFormula, UnitScores};
 use slimfit_memory::{Bytes, counting};
 use slimfit_models::{
     BertForSequenceClassification, CheckpointDir, Compression, CompressionConfig, HasUnits,
-    SafetensorsSource, SequenceTask, SlimOps, Unit, UnitKind, ViTConfig, ViTForImageClassification,
+    HeadLabels, SafetensorsSource, SequenceTask, SlimOps, Unit, UnitKind, ViTConfig,
+    ViTForImageClassification, save_bert_classifier, save_vit_classifier,
 };
 use slimfit_scheduler::{FreezePolicy, FreezeRate, Full, Ils, RandomFreeze, StaticPrefix};
 
@@ -109,11 +115,19 @@ pub struct TrainConfig {
     pub score: String,
     /// Epochs.
     pub epochs: usize,
-    /// Batch size.
+    /// Batch size: examples per micro-batch.
     pub batch: usize,
+    /// Gradient accumulation: micro-batches per optimizer step (1: every batch is a step).
+    /// The memory of a step is that of one micro-batch plus the running gradient sum. The
+    /// last step of an epoch may hold fewer micro-batches; its gradient is their mean.
+    pub grad_accum: usize,
+    /// Head warm-up: for this fraction of the optimizer steps only the head trains (a linear
+    /// probe), then the freezing policy takes over. 0: none.
+    #[serde(default)]
+    pub head_warmup: f64,
     /// Peak learning rate (linear decay to 0).
     pub lr: f64,
-    /// Fraction of steps with linear warm-up.
+    /// Fraction of optimizer steps with linear warm-up.
     pub warmup: f64,
     /// Truncation length.
     pub max_len: usize,
@@ -129,10 +143,45 @@ pub struct TrainConfig {
     /// bytes (peak of the whole process), instead of `freeze_rate`.
     #[serde(default)]
     pub memory_budget: Option<Bytes>,
+    /// Save the fine-tuned model here, as a Hugging Face checkpoint directory that `model`
+    /// accepts ([`save_bert_classifier`], [`save_vit_classifier`]).
+    pub output: Option<PathBuf>,
     /// Image tasks: the input pipeline (`None`: [`ImageOptions::default`]); absent from
     /// text tasks' reports.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageOptions>,
+}
+
+impl TrainConfig {
+    /// Checks the ranges [`train`] relies on: freezing rate in [0, 1), positive batch,
+    /// epochs and gradient accumulation, positive finite learning rate, warm-up in [0, 1].
+    pub fn validate(&self) -> Result<(), TrainError> {
+        FreezeRate::new(self.freeze_rate).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        if self.batch == 0 || self.epochs == 0 || self.grad_accum == 0 {
+            return Err(TrainError::Invalid(
+                "--batch, --epochs and --grad-accum must be positive".into(),
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(TrainError::Invalid(format!(
+                "--lr {}: the learning rate must be positive",
+                self.lr
+            )));
+        }
+        if !(0.0..1.0).contains(&self.head_warmup) {
+            return Err(TrainError::Invalid(format!(
+                "--head-warmup {}: the head warm-up fraction must lie in [0, 1)",
+                self.head_warmup
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.warmup) {
+            return Err(TrainError::Invalid(format!(
+                "--warmup {}: the warm-up fraction must lie in [0, 1]",
+                self.warmup
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// How image tasks turn images into ViT input.
@@ -170,9 +219,10 @@ pub struct TrainReport {
     pub config: TrainConfig,
     /// Dev metrics per epoch.
     pub dev_metrics: Vec<EpochMetrics>,
-    /// Training loss per step.
+    /// Training loss per optimizer step (under gradient accumulation, the mean of its
+    /// micro-batches' losses).
     pub loss_curve: Vec<f32>,
-    /// Units frozen at each step.
+    /// Units frozen at each optimizer step.
     pub frozen_per_step: Vec<usize>,
     /// Training examples used.
     pub train_examples: usize,
@@ -185,8 +235,13 @@ pub struct TrainReport {
     pub total_units: usize,
     /// How often each unit trained, by name.
     pub trained_steps_per_unit: Vec<(String, usize)>,
-    /// Peak live bytes of the process during training, when the counting allocator is
-    /// installed and the backend allocates through it (flex); `None` otherwise.
+    /// The units that trained at each optimizer step: indices into
+    /// `trained_steps_per_unit` (unit order), ascending.
+    #[serde(default)]
+    pub trained_units_per_step: Vec<Vec<u16>>,
+    /// Peak live bytes of the process during training (saving the model, after it, is not
+    /// counted), when the counting allocator is installed and the backend allocates through
+    /// it (flex); `None` otherwise.
     pub peak_bytes: Option<Bytes>,
     /// Budget mode: units trainable per step and the accountant's worst-case peak.
     pub budget: Option<BudgetReport>,
@@ -227,6 +282,9 @@ pub enum TrainError {
     /// Transforming images failed.
     #[error(transparent)]
     Image(#[from] slimfit_data::ImageError),
+    /// Saving the fine-tuned model (`output`) failed.
+    #[error(transparent)]
+    Save(#[from] slimfit_models::SaveError),
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),
@@ -309,27 +367,27 @@ fn learning_rate(step: usize, total: usize, peak: f64, warmup: f64) -> f64 {
 }
 
 /// Budget mode: how many units fit, given what is already live.
+///
+/// `shape` is the model's shape for the accountant and `seq` the tokens per example (the
+/// truncation length of text, `1 + patches` of images).
 fn fit_budget(
     config: &TrainConfig,
-    model_config: &slimfit_models::BertConfig,
-    head: &SequenceTask,
+    shape: slimfit_memory::EncoderShape,
+    seq: usize,
     live_before_model: Bytes,
     budget: Bytes,
 ) -> Result<(BudgetReport, slimfit_memory::PlanRequest), TrainError> {
-    let num_labels = match head {
-        SequenceTask::Classification { num_labels } => *num_labels,
-        SequenceTask::Regression => 1,
-    };
     let mut request = slimfit_memory::PlanRequest::with_freeze_rate(
-        crate::accountant::encoder_shape(model_config, num_labels),
+        shape,
         config.batch,
-        config.max_len,
+        seq,
         crate::accountant::storage(config.compression),
         crate::accountant::optimizer_state(config.optimizer_state),
         0.0,
     );
     request.runtime_overhead = live_before_model;
     request.score_snapshots = config.policy != PolicyKind::Full;
+    request.accumulated_gradients = config.grad_accum > 1;
     let fit = slimfit_memory::fit_budget(&request, budget)
         .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?;
     if fit.trainable_units == 0 {
@@ -352,6 +410,61 @@ fn fit_budget(
     ))
 }
 
+/// Budget mode's state during a run: what was fitted, and the request that checks each
+/// step's actual trainable set.
+struct BudgetState {
+    report: BudgetReport,
+    request: slimfit_memory::PlanRequest,
+}
+
+/// The freezing rate over the candidates: `rate` as given, or in budget mode the rate that
+/// trains as many units as the accountant fits in the budget (`shape` is built only then).
+fn budget_setting(
+    config: &TrainConfig,
+    shape: impl FnOnce() -> slimfit_memory::EncoderShape,
+    seq: usize,
+    live_before_model: Bytes,
+    candidates: &[bool],
+    rate: FreezeRate,
+) -> Result<(FreezeRate, Option<BudgetState>), TrainError> {
+    let Some(budget) = config.memory_budget else {
+        return Ok((rate, None));
+    };
+    let (report, request) = fit_budget(config, shape(), seq, live_before_model, budget)?;
+    // k trainable of t units; units outside the candidates always train.
+    let t = candidates.len();
+    let fixed = candidates.iter().filter(|c| !**c).count();
+    let n = t - fixed;
+    let k = report.trainable_units.saturating_sub(fixed).min(n);
+    let rate = FreezeRate::new((n - k) as f64 / n as f64).map_err(|_| {
+        TrainError::Invalid(format!(
+            "--memory-budget {budget} leaves no unit trainable: the predicted peak with one \
+             trainable unit is above it"
+        ))
+    })?;
+    tracing::info!(
+        "memory budget {budget}: {} of {t} units train per step (predicted worst-case peak {})",
+        report.trainable_units,
+        report.predicted_worst_case_peak
+    );
+    Ok((rate, Some(BudgetState { report, request })))
+}
+
+/// Budget mode, every step: freezes the costliest of this step's trainable units while the
+/// predicted peak of the actual set is above the budget (counted in the report).
+fn shed_to_fit(budget: &mut Option<BudgetState>, trainable: &mut [bool]) -> Result<(), TrainError> {
+    if let Some(state) = budget.as_mut() {
+        state.request.trainable = trainable.to_vec();
+        let shed = slimfit_memory::shed_to_budget(&mut state.request, state.report.budget)
+            .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?;
+        state.report.shed_unit_steps += shed.len();
+        for i in shed {
+            trainable[i] = false;
+        }
+    }
+    Ok(())
+}
+
 /// Fine-tunes and evaluates; `progress` is called after every step with
 /// `(step, total, loss, frozen units)`. Text tasks fine-tune a BERT checkpoint
 /// (`config.model`), image tasks a ViT / DINOv2 checkpoint.
@@ -366,13 +479,9 @@ where
 {
     let start = Instant::now();
     counting::reset_peak();
+    config.validate()?;
     let rate =
         FreezeRate::new(config.freeze_rate).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    if config.batch == 0 || config.epochs == 0 {
-        return Err(TrainError::Invalid(
-            "--batch and --epochs must be positive".into(),
-        ));
-    }
     let formula: ScoreFormula = config.score.parse().map_err(TrainError::Invalid)?;
     let mut report = match config.task {
         Task::Image(task) => {
@@ -382,10 +491,13 @@ where
             train_text::<B>(&config, rate, formula, device, &mut progress)?
         }
     };
-    report.peak_bytes =
-        (counting::is_installed() && crate::backend::BACKEND_NAME == "flex").then(counting::peak);
     report.wall_seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The process peak so far, where it is measured (the counting allocator on flex).
+fn measured_peak() -> Option<Bytes> {
+    (counting::is_installed() && crate::backend::BACKEND_NAME == "flex").then(counting::peak)
 }
 
 /// A fine-tuning job [`run_slimfit`] can run: a model made of SlimFit units, the batches of
@@ -394,8 +506,9 @@ pub trait Workload<B: AutodiffBackend> {
     /// The model trained.
     type Model: HasUnits<B> + AutodiffModule<B>;
 
-    /// Optimizer steps per epoch.
-    fn steps_per_epoch(&self) -> usize;
+    /// Batches per epoch: the length of every [`Workload::epoch_batches`] (micro-batches
+    /// under gradient accumulation).
+    fn batches_per_epoch(&self) -> usize;
 
     /// The batches of epoch `epoch` (0-based), as indices of training examples.
     fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>>;
@@ -421,12 +534,17 @@ pub struct Schedule {
     pub epochs: usize,
     /// Peak learning rate (linear decay to 0 after `warmup`).
     pub lr: f64,
-    /// Fraction of steps with linear warm-up.
+    /// Fraction of optimizer steps with linear warm-up.
     pub warmup: f64,
+    /// Micro-batches per optimizer step ([`step_gradients`]); 1: none.
+    pub grad_accum: usize,
     /// Decoupled weight decay of the units that decay ([`decays`]).
     pub weight_decay: f64,
     /// Adam state of frozen units.
     pub optimizer_state: OptimizerStatePolicy,
+    /// Head warm-up: for this fraction of the optimizer steps only the head trains (a linear
+    /// probe), then the policy takes over. 0: none.
+    pub head_warmup: f64,
 }
 
 /// Whether AdamW's weight decay applies to a unit: every weight but LayerNorm γ and
@@ -440,20 +558,56 @@ pub fn decays(kind: UnitKind) -> bool {
 pub struct LoopOutcome {
     /// Dev metrics after each epoch.
     pub dev_metrics: Vec<EpochMetrics>,
-    /// Training loss per step.
+    /// Training loss per optimizer step (the mean over its micro-batches).
     pub loss_curve: Vec<f32>,
-    /// Units frozen at each step.
+    /// Units frozen at each optimizer step.
     pub frozen_per_step: Vec<usize>,
     /// How many steps each unit trained, by unit index.
     pub trained_count: Vec<usize>,
+    /// The units that trained at each optimizer step, by unit index, ascending.
+    pub trained_per_step: Vec<Vec<u16>>,
 }
 
-/// SlimFit's training loop over any [`Workload`]. Per step: the policy picks the trainable
-/// units from the scores, `shed` may freeze more (budget mode), the model is switched to
-/// that set, the loss is computed and back-propagated, weight decay and AdamW update the
-/// trained units (with `lr` decayed linearly), frozen units' Adam state is dropped when
-/// asked, and the scores of the trained units are updated from their values before and
-/// after the step. The dev set is evaluated after every epoch.
+/// The gradients of one optimizer step over `micro_batches` (k of them) and the mean of
+/// their losses. Each micro-batch's mean loss is scaled by 1/k and back-propagated, and the
+/// gradients are summed as they come: the mean of the micro-batches' gradients — for k
+/// micro-batches of equal size, the gradient of the mean loss over all their examples.
+/// Between micro-batches only the running sum is kept (one gradient per trainable
+/// parameter); with k = 1 the step is a plain backward pass.
+pub fn step_gradients<B, W>(
+    workload: &mut W,
+    model: &W::Model,
+    micro_batches: &[Vec<usize>],
+) -> Result<(GradientsParams, f32), TrainError>
+where
+    B: AutodiffBackend,
+    W: Workload<B>,
+{
+    let k = micro_batches.len();
+    if k == 1 {
+        let loss = workload.loss(model, &micro_batches[0])?;
+        let value: f32 = loss.clone().into_scalar().elem();
+        return Ok((GradientsParams::from_grads(loss.backward(), model), value));
+    }
+    let mut accumulator = GradientsAccumulator::<W::Model>::new();
+    let mut sum = 0.0;
+    for batch in micro_batches {
+        let loss = workload.loss(model, batch)?;
+        sum += loss.clone().into_scalar().elem::<f32>();
+        let scaled = loss.div_scalar(k as f64);
+        accumulator.accumulate(model, GradientsParams::from_grads(scaled.backward(), model));
+    }
+    Ok((accumulator.grads(), sum / k as f32))
+}
+
+/// SlimFit's training loop over any [`Workload`]; returns what it recorded and the trained
+/// model. Per optimizer step: the policy picks the trainable units from the scores, `shed`
+/// may freeze more (budget mode), the model is switched to that set, the gradients of the
+/// step's `grad_accum` micro-batches are computed ([`step_gradients`]), weight decay and
+/// AdamW update the trained units (with `lr` decayed linearly over the optimizer steps),
+/// frozen units' Adam state is dropped when asked, and the scores of the trained units are
+/// updated from their values before and after the step. The dev set is evaluated after
+/// every epoch.
 pub fn run_slimfit<B, W>(
     workload: &mut W,
     mut model: W::Model,
@@ -461,7 +615,7 @@ pub fn run_slimfit<B, W>(
     mut schedule: Schedule,
     mut shed: impl FnMut(&mut [bool]) -> Result<(), TrainError>,
     progress: &mut impl FnMut(usize, usize, f32, usize),
-) -> Result<LoopOutcome, TrainError>
+) -> Result<(LoopOutcome, W::Model), TrainError>
 where
     B: AutodiffBackend,
     W: Workload<B>,
@@ -476,17 +630,28 @@ where
         .with_epsilon(1e-6)
         .with_weight_decay(0.0)
         .init::<B, W::Model>();
-    let total_steps = workload.steps_per_epoch() * schedule.epochs;
+    let accum = schedule.grad_accum.max(1);
+    let total_steps = workload.batches_per_epoch().div_ceil(accum) * schedule.epochs;
     let mut outcome = LoopOutcome {
         dev_metrics: Vec::new(),
         loss_curve: Vec::with_capacity(total_steps),
         frozen_per_step: Vec::with_capacity(total_steps),
         trained_count: vec![0; t],
+        trained_per_step: Vec::with_capacity(total_steps),
     };
+    let head_warmup_steps = (schedule.head_warmup * total_steps as f64).round() as usize;
     let mut step = 0;
     for epoch in 0..schedule.epochs {
-        for batch_indices in workload.epoch_batches(epoch) {
-            let mut trainable = schedule.policy.trainable(step, schedule.scores.scores());
+        for micro_batches in workload.epoch_batches(epoch).chunks(accum) {
+            let mut trainable = if step < head_warmup_steps {
+                // A fresh head's first gradients are noise to the backbone; under freezing
+                // a backbone unit pushed off by them trains too rarely to recover.
+                units.iter().map(|u| u.kind == UnitKind::Head).collect()
+            } else {
+                schedule
+                    .policy
+                    .trainable(step - head_warmup_steps, schedule.scores.scores())
+            };
             shed(&mut trainable)?;
             let frozen = trainable.iter().filter(|&&x| !x).count();
             model = model.with_trainable(units, &trainable);
@@ -497,9 +662,7 @@ where
                 .collect();
             let before = snapshot::<B, _>(&model, &wanted);
 
-            let loss = workload.loss(&model, &batch_indices)?;
-            let loss_value: f32 = loss.clone().into_scalar().elem();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let (grads, loss_value) = step_gradients(workload, &model, micro_batches)?;
             let lr = learning_rate(step, total_steps, schedule.lr, schedule.warmup);
             let trained_decay: HashSet<ParamId> = decay_ids
                 .iter()
@@ -533,6 +696,9 @@ where
             }
             outcome.loss_curve.push(loss_value);
             outcome.frozen_per_step.push(frozen);
+            outcome
+                .trained_per_step
+                .push((0..t).filter(|&i| trainable[i]).map(|i| i as u16).collect());
             step += 1;
             progress(step, total_steps, loss_value, frozen);
         }
@@ -543,7 +709,7 @@ where
             metrics,
         });
     }
-    Ok(outcome)
+    Ok((outcome, model))
 }
 
 /// The units the freezing policy chooses from: all but the head where the task trains it
@@ -596,6 +762,7 @@ fn report_of(
             .iter()
             .map(|u| (u.name.clone(), outcome.trained_count[u.index]))
             .collect(),
+        trained_units_per_step: outcome.trained_per_step,
         peak_bytes: None,
         budget,
         wall_seconds: 0.0,
@@ -669,38 +836,28 @@ where
     let t = units.len();
     // STS-B: the regression head always trains (SLIMFIT.md §3).
     let candidates = candidates(&units, task);
-    let (rate, mut budget, mut budget_request) = match config.memory_budget {
-        None => (rate, None, None),
-        Some(budget) => {
-            let (report, request) =
-                fit_budget(config, &model_config, &head, live_before_model, budget)?;
-            // k trainable of t units; units outside the candidates always train.
-            let fixed = candidates.iter().filter(|c| !**c).count();
-            let n = t - fixed;
-            let k = report.trainable_units.saturating_sub(fixed).min(n);
-            let rate = FreezeRate::new((n - k) as f64 / n as f64).map_err(|_| {
-                TrainError::Invalid(format!(
-                    "--memory-budget {budget} leaves no unit trainable: the predicted peak \
-                     with one trainable unit is above it"
-                ))
-            })?;
-            tracing::info!(
-                "memory budget {budget}: {} of {t} units train per step (predicted worst-case \
-                 peak {})",
-                report.trainable_units,
-                report.predicted_worst_case_peak
-            );
-            (rate, Some(report), Some(request))
-        }
+    let num_labels = match head {
+        SequenceTask::Classification { num_labels } => num_labels,
+        SequenceTask::Regression => 1,
     };
+    let (rate, mut budget) = budget_setting(
+        config,
+        || crate::accountant::encoder_shape(&model_config, num_labels),
+        config.max_len,
+        live_before_model,
+        &candidates,
+        rate,
+    )?;
     let schedule = Schedule {
         policy: make_policy(config.policy, rate, candidates, config.seed),
         scores: UnitScores::new(t, formula, 1e10, config.seed),
         epochs: config.epochs,
         lr: config.lr,
         warmup: config.warmup,
+        grad_accum: config.grad_accum,
         weight_decay: 0.01,
         optimizer_state: config.optimizer_state,
+        head_warmup: config.head_warmup,
     };
     let lengths: Vec<usize> = train_set.rows.iter().map(|r| r.input_ids.len()).collect();
     let sizes = (
@@ -720,20 +877,21 @@ where
         ce: CrossEntropyLossConfig::new().init(device),
         device: device.clone(),
     };
-    let shed = |trainable: &mut [bool]| -> Result<(), TrainError> {
-        if let (Some(request), Some(fit)) = (budget_request.as_mut(), budget.as_mut()) {
-            request.trainable = trainable.to_vec();
-            let shed = slimfit_memory::shed_to_budget(request, fit.budget)
-                .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?;
-            fit.shed_unit_steps += shed.len();
-            for i in shed {
-                trainable[i] = false;
+    let shed = |trainable: &mut [bool]| shed_to_fit(&mut budget, trainable);
+    let (outcome, model) = run_slimfit(&mut workload, model, &units, schedule, shed, progress)?;
+    let budget = budget.map(|b| b.report);
+    let mut report = report_of(config, data_dir, &units, outcome, sizes, budget);
+    report.peak_bytes = measured_peak();
+    if let Some(dir) = &config.output {
+        let labels = match task.labels() {
+            LabelKind::Regression => HeadLabels::Regression,
+            LabelKind::Classes(names) => {
+                HeadLabels::Classes(names.iter().map(|n| n.to_string()).collect())
             }
-        }
-        Ok(())
-    };
-    let outcome = run_slimfit(&mut workload, model, &units, schedule, shed, progress)?;
-    Ok(report_of(config, data_dir, &units, outcome, sizes, budget))
+        };
+        save_bert_classifier(&model, &model_config, &labels, Some(&config.model), dir)?;
+    }
+    Ok(report)
 }
 
 /// BERT on tokenized texts: length-bucketed batches, cross-entropy (MSE for STS-B), the
@@ -758,7 +916,7 @@ where
 {
     type Model = BertForSequenceClassification<B>;
 
-    fn steps_per_epoch(&self) -> usize {
+    fn batches_per_epoch(&self) -> usize {
         self.lengths.len().div_ceil(self.batch)
     }
 
@@ -827,13 +985,6 @@ where
     B: AutodiffBackend + SlimOps,
     B::InnerBackend: SlimOps,
 {
-    if config.memory_budget.is_some() {
-        return Err(TrainError::Invalid(
-            "--memory-budget is not available for image tasks yet (budget mode fits BERT \
-             shapes); use --freeze-rate"
-                .into(),
-        ));
-    }
     let options = config.image.unwrap_or_default();
     let checkpoint = CheckpointDir::new(&config.model);
     let model_config = ViTConfig::from_json_file(checkpoint.config_path())?;
@@ -860,6 +1011,9 @@ where
     let num_classes = data.train.classes.len();
 
     B::seed(device, config.seed);
+    // Everything live now (runtime, decoded images) stays for the whole run: the budget has
+    // to hold it besides the step.
+    let live_before_model = counting::live();
     let mut model = ViTForImageClassification::<B>::load(
         &mut SafetensorsSource::open(checkpoint.weights_path(), device)?,
         &model_config,
@@ -870,21 +1024,27 @@ where
         .with_compression(CompressionConfig::uniform(config.compression));
     let units = model.units();
     let t = units.len();
+    let candidates = candidates(&units, config.task);
+    let tokens = crate::measure::vit_tokens(options.image_size, model_config.patch_size);
+    let (rate, mut budget) = budget_setting(
+        config,
+        || crate::accountant::vit_shape(&model_config, num_classes),
+        tokens,
+        live_before_model,
+        &candidates,
+        rate,
+    )?;
     let schedule = Schedule {
-        policy: make_policy(
-            config.policy,
-            rate,
-            candidates(&units, config.task),
-            config.seed,
-        ),
+        policy: make_policy(config.policy, rate, candidates, config.seed),
         scores: UnitScores::new(t, formula, 1e10, config.seed),
         epochs: config.epochs,
         lr: config.lr,
         warmup: config.warmup,
+        grad_accum: config.grad_accum,
         weight_decay: 0.01,
         optimizer_state: config.optimizer_state,
+        head_warmup: config.head_warmup,
     };
-    let tokens = crate::measure::vit_tokens(options.image_size, model_config.patch_size);
     tracing::info!(
         "{} ({}): {} training and {} dev images, {num_classes} classes, {}×{} px input \
          ({tokens} tokens), augmentation {}",
@@ -897,6 +1057,7 @@ where
         if options.augment { "on" } else { "off" }
     );
     let sizes = (data.train.len(), data.dev.len(), tokens);
+    let classes = data.train.classes.clone();
     let eval_transform = VitTransform::eval(options.image_size);
     let mut workload = ImageWorkload {
         train_transform: if options.augment {
@@ -913,8 +1074,15 @@ where
         ce: CrossEntropyLossConfig::new().init(device),
         device: device.clone(),
     };
-    let outcome = run_slimfit(&mut workload, model, &units, schedule, |_| Ok(()), progress)?;
-    Ok(report_of(config, data.dir, &units, outcome, sizes, None))
+    let shed = |trainable: &mut [bool]| shed_to_fit(&mut budget, trainable);
+    let (outcome, model) = run_slimfit(&mut workload, model, &units, schedule, shed, progress)?;
+    let budget = budget.map(|b| b.report);
+    let mut report = report_of(config, data.dir, &units, outcome, sizes, budget);
+    report.peak_bytes = measured_peak();
+    if let Some(dir) = &config.output {
+        save_vit_classifier(&model, &model_config, &classes, Some(&config.model), dir)?;
+    }
+    Ok(report)
 }
 
 /// A ViT / DINOv2 on images: shuffled batches, augmented training images, cross-entropy,
@@ -947,7 +1115,7 @@ where
 {
     type Model = ViTForImageClassification<B>;
 
-    fn steps_per_epoch(&self) -> usize {
+    fn batches_per_epoch(&self) -> usize {
         self.train.len().div_ceil(self.batch)
     }
 

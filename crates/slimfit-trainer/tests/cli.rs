@@ -116,3 +116,100 @@ fn max_len_beyond_position_table_is_rejected() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("max_position_embeddings"), "{stderr}");
 }
+
+/// `train` with a run file; `(success, stderr)`.
+fn train(args: &[&str]) -> (bool, String) {
+    let out = run(&[&["train"], args].concat(), "");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_run_files_fail_naming_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.toml");
+    let file = path.to_str().unwrap();
+    for (text, wanted) in [
+        (
+            "task = \"rte\"\nbatchh = 8\n",
+            &["unknown field `batchh`", "line 2"][..],
+        ),
+        (
+            "task = \"rte\"\nbatch = \"eight\"\n",
+            &["batch = \"eight\"", "line 2"],
+        ),
+        (
+            "task = \"rte\"\nfreeze_rate = 1.5\n",
+            &["`freeze_rate` = 1.5", "[0, 1)"],
+        ),
+        (
+            "task = \"rte\"\ngrad_accum = 0\n",
+            &["`grad_accum` must be at least 1"],
+        ),
+        (
+            "task = \"rte\"\nlr = -1e-4\n",
+            &["`lr` = -0.0001", "positive"],
+        ),
+        (
+            "task = \"rte\"\npolicy = \"all\"\n",
+            &["policy = \"all\"", "static-prefix"],
+        ),
+        (
+            "task = \"rte\"\nmemory_budget = \"lots\"\n",
+            &["memory_budget", "lots"],
+        ),
+        ("batch = 8\n", &["--task is required"]),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let (ok, err) = train(&["--config", file]);
+        assert!(!ok, "{text}");
+        if !wanted[0].starts_with("--task") {
+            assert!(err.contains(file), "{text}: {err}");
+        }
+        for w in wanted {
+            assert!(err.contains(w), "{text}: wanted {w:?} in {err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let (ok, err) = train(&["--config", "/nonexistent/run.toml"]);
+    assert!(
+        !ok && err.contains("cannot read run file /nonexistent/run.toml"),
+        "{err}"
+    );
+    // Out-of-range flags name the flag.
+    std::fs::write(&path, "task = \"rte\"\n").unwrap();
+    for (flag, wanted) in [
+        ("--grad-accum=0", "--grad-accum must be at least 1"),
+        ("--lr=0", "--lr = 0: the learning rate must be positive"),
+        ("--warmup=1.5", "--warmup = 1.5"),
+        ("--batch=0", "--batch must be at least 1"),
+    ] {
+        let (ok, err) = train(&["--config", file, flag]);
+        assert!(!ok && err.contains(wanted), "{flag}: {err}");
+    }
+}
+
+#[test]
+fn flags_override_the_run_file_whose_paths_are_relative_to_it() {
+    let model = model_arg();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.toml");
+    std::fs::write(
+        &path,
+        format!("task = \"rte\"\ndata_dir = \"glue-here\"\nmodel = {model:?}\n"),
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    let from_file = dir.path().join("glue-here/RTE/train.tsv");
+    let (ok, err) = train(&["--config", file]);
+    assert!(!ok && err.contains(from_file.to_str().unwrap()), "{err}");
+    let (ok, err) = train(&["--config", file, "--data-dir", "/nonexistent/cli"]);
+    assert!(
+        !ok && err.contains("/nonexistent/cli/RTE/train.tsv"),
+        "{err}"
+    );
+    let (ok, err) = train(&["--config", file, "--task", "mrpc"]);
+    assert!(!ok && err.contains("glue-here/MRPC/train.tsv"), "{err}");
+}

@@ -140,6 +140,60 @@ fn train_fashion_mnist_through_the_binary_writes_the_report() {
     assert!(r["wall_seconds"].as_f64().unwrap() > 0.0);
 }
 
+/// Budget mode on an image task: the accountant's ViT plan picks k, the trainer sheds per
+/// step, and the measured peak of the whole run stays under the budget.
+#[test]
+fn memory_budget_bounds_a_real_dinov2_run() {
+    let Some((data, model)) = assets() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let budget: u64 = 240 << 20;
+    let (ok, _, stderr) = cli(&[
+        "train",
+        "--task",
+        "fashion-mnist",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--max-train-examples",
+        "32",
+        "--max-dev-examples",
+        "16",
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+        "--image-size",
+        "28",
+        "--optimizer-state",
+        "drop",
+        "--memory-budget",
+        "240MiB",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let b = &r["budget"];
+    let k = b["trainable_units"].as_u64().unwrap();
+    // Weights 84 MiB; with Adam state dropped the budget buys some units, not all 125.
+    assert!((2..DINOV2_S_UNITS as u64).contains(&k), "{b}");
+    assert!(
+        b["predicted_worst_case_peak"].as_u64().unwrap() <= budget,
+        "{b}"
+    );
+    let peak = r["peak_bytes"].as_u64().unwrap();
+    assert!(peak <= budget, "measured {peak} over the budget {budget}");
+    // Every step trains at most k units (shedding only ever removes).
+    for f in r["frozen_per_step"].as_array().unwrap() {
+        assert!(DINOV2_S_UNITS as u64 - f.as_u64().unwrap() <= k, "{f}");
+    }
+}
+
 #[test]
 fn train_fashion_mnist_in_process_ils_and_full() {
     let Some((data, model)) = assets() else {
@@ -160,6 +214,8 @@ fn train_fashion_mnist_in_process_ils_and_full() {
         score: score.into(),
         epochs: 1,
         batch: 8,
+        grad_accum: 1,
+        head_warmup: 0.0,
         lr,
         warmup: 0.1,
         max_len: 128,
@@ -168,6 +224,7 @@ fn train_fashion_mnist_in_process_ils_and_full() {
         max_dev_examples: Some(20),
         optimizer_state: OptimizerStatePolicy::Drop,
         memory_budget: None,
+        output: None,
         image: Some(ImageOptions {
             image_size: 28,
             augment: false,
@@ -209,6 +266,20 @@ fn train_fashion_mnist_in_process_ils_and_full() {
         ["accuracy"]
     );
     let ils_peak = ils.peak_bytes.expect("measured on flex");
+
+    // Head warm-up 0.4 of 5 steps: the first 2 train the head alone, then ILS as above
+    // (its warm-up starts over: every unit trained at most once).
+    let probed = run(TrainConfig {
+        head_warmup: 0.4,
+        ..config.clone()
+    });
+    assert_eq!(probed.frozen_per_step, [124, 124, 111, 111, 111]);
+    assert_eq!(probed.trained_units_per_step[0], [124]);
+    assert_eq!(probed.trained_units_per_step[2].len(), 14);
+    let (head, rest) = probed.trained_steps_per_unit.split_last().unwrap();
+    assert_eq!(head.1, 5);
+    assert!(rest.iter().all(|(_, n)| *n <= 1));
+    assert_eq!(rest.iter().map(|(_, n)| n).sum::<usize>(), 3 * 13);
 
     let full = run(TrainConfig {
         policy: PolicyKind::Full,
@@ -268,11 +339,15 @@ fn image_task_errors_are_clear() {
             "--task",
             "fashion-mnist",
             "--memory-budget",
-            "1GiB",
+            "100MiB",
             "--max-train-examples",
             "10",
         ]);
-        assert!(!ok && err.contains("--memory-budget"), "{err}");
+        // DINOv2-S's weights alone are 84 MiB: even every unit frozen does not fit.
+        assert!(
+            !ok && err.contains("--memory-budget") && err.contains("every unit frozen"),
+            "{err}"
+        );
     }
     let (ok, _, err) = cli(&[
         "train",

@@ -87,6 +87,8 @@ fn trains_on_a_small_balanced_spam_subset() {
         score: score.into(),
         epochs: 1,
         batch: 16,
+        grad_accum: 1,
+        head_warmup: 0.0,
         lr,
         warmup: 0.0,
         max_len: 32,
@@ -95,6 +97,7 @@ fn trains_on_a_small_balanced_spam_subset() {
         max_dev_examples: Some(32),
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget: None,
+        output: None,
         image: None,
     };
     let report =
@@ -250,6 +253,8 @@ fn memory_budget_bounds_the_measured_peak_of_a_real_run() {
         score: score.into(),
         epochs: 1,
         batch: 16,
+        grad_accum: 1,
+        head_warmup: 0.0,
         lr,
         warmup: 0.0,
         max_len: 64,
@@ -258,6 +263,7 @@ fn memory_budget_bounds_the_measured_peak_of_a_real_run() {
         max_dev_examples: Some(16),
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget,
+        output: None,
         image: None,
     };
     let device = default_device().unwrap();

@@ -87,6 +87,8 @@ fn config(data_dir: &Path, policy: PolicyKind, variant: Variant) -> TrainConfig 
         },
         epochs: 1,
         batch: 8,
+        grad_accum: 1,
+        head_warmup: 0.0,
         lr: 1e-4,
         warmup: 0.0,
         max_len: 64,
@@ -95,6 +97,7 @@ fn config(data_dir: &Path, policy: PolicyKind, variant: Variant) -> TrainConfig 
         max_dev_examples: None,
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget: None,
+        output: None,
         image: None,
     }
 }
