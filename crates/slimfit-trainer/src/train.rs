@@ -590,13 +590,20 @@ where
         return Ok((GradientsParams::from_grads(loss.backward(), model), value));
     }
     let mut accumulator = GradientsAccumulator::<W::Model>::new();
-    let mut sum = 0.0;
+    // The losses are summed on the device: one host sync per optimizer step, not per
+    // micro-batch.
+    let mut sum: Option<Tensor<B, 1>> = None;
     for batch in micro_batches {
         let loss = workload.loss(model, batch)?;
-        sum += loss.clone().into_scalar().elem::<f32>();
+        let value = loss.clone().detach();
+        sum = Some(match sum {
+            Some(s) => s + value,
+            None => value,
+        });
         let scaled = loss.div_scalar(k as f64);
         accumulator.accumulate(model, GradientsParams::from_grads(scaled.backward(), model));
     }
+    let sum: f32 = sum.expect("k > 1 micro-batches").into_scalar().elem();
     Ok((accumulator.grads(), sum / k as f32))
 }
 
