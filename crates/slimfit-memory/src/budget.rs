@@ -138,3 +138,30 @@ pub fn shed_to_budget(request: &mut PlanRequest, budget: Bytes) -> Result<Vec<us
     }
     Ok(shed)
 }
+
+/// Makes frozen units of `request.trainable` trainable, trying them in `order` (most wanted
+/// first), while the predicted peak stays within `budget`: a unit that does not fit is
+/// skipped and the next one is tried, so cheap units fill the room a costly one leaves.
+/// Returns the units it added, in the order added.
+///
+/// This is the per-step complement of [`fit_budget`]: the worst-case `k` leaves room
+/// whenever a step's set is cheaper than the `k` costliest units.
+pub fn fill_to_budget(
+    request: &mut PlanRequest,
+    budget: Bytes,
+    order: &[usize],
+) -> Result<Vec<usize>, PlanError> {
+    let mut added = Vec::new();
+    for &i in order {
+        if request.trainable[i] {
+            continue;
+        }
+        request.trainable[i] = true;
+        if plan(request)?.total_peak_bytes <= budget {
+            added.push(i);
+        } else {
+            request.trainable[i] = false;
+        }
+    }
+    Ok(added)
+}

@@ -10,6 +10,9 @@
 //! let peak = slimfit_memory::counting::peak();
 //! ```
 //!
+//! A second, independent window ([`window_peak`], [`reset_window`]) measures a part of a run
+//! — one training step, say — without disturbing the whole run's [`peak`].
+//!
 //! Every allocation, reallocation and deallocation of the process goes through two relaxed
 //! atomic updates; the peak is maintained with `fetch_max`, so it is exact even with several
 //! threads allocating at once.
@@ -22,6 +25,7 @@ use crate::Bytes;
 static LIVE: AtomicU64 = AtomicU64::new(0);
 static PEAK: AtomicU64 = AtomicU64::new(0);
 static ACTIVE: AtomicU64 = AtomicU64::new(0);
+static WINDOW_PEAK: AtomicU64 = AtomicU64::new(0);
 
 /// The system allocator with live/peak byte counters. Install it with `#[global_allocator]`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -30,6 +34,7 @@ pub struct CountingAllocator;
 fn grow(bytes: usize) {
     let live = LIVE.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
     PEAK.fetch_max(live, Ordering::Relaxed);
+    WINDOW_PEAK.fetch_max(live, Ordering::Relaxed);
 }
 
 fn shrink(bytes: usize) {
@@ -97,4 +102,14 @@ pub fn peak() -> Bytes {
 /// Starts a new peak window at the current live byte count.
 pub fn reset_peak() {
     PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// Highest live byte count since the last [`reset_window`] (independent of [`peak`]).
+pub fn window_peak() -> Bytes {
+    Bytes(WINDOW_PEAK.load(Ordering::Relaxed))
+}
+
+/// Starts a new window at the current live byte count; [`peak`] is left alone.
+pub fn reset_window() {
+    WINDOW_PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
 }

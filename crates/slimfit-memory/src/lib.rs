@@ -7,7 +7,7 @@
 //! - [`plan`]: the predicted peak of one training step of a BERT encoder, by category,
 //!   phase and unit, for a frozen set, a storage mode for saved activations and an
 //!   optimizer-state policy; [`fit_budget`] turns a byte budget into a number of trainable
-//!   units.
+//!   units, [`shed_to_budget`] and [`fill_to_budget`] fit one step's actual set to it.
 //! - [`Bytes`]: the byte-count newtype used at every API edge, with binary-unit formatting
 //!   and parsing (`"12GiB"`).
 //! - [`counting`] (feature `counting-allocator`): a global allocator counting live and peak
@@ -37,7 +37,7 @@ mod plan;
 mod shape;
 mod storage;
 
-pub use budget::{BudgetFit, fit_budget, shed_to_budget, unit_costs};
+pub use budget::{BudgetFit, fill_to_budget, fit_budget, shed_to_budget, unit_costs};
 pub use bytes::Bytes;
 #[cfg(feature = "counting-allocator")]
 pub use counting::CountingAllocator;

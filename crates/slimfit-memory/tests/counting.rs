@@ -36,4 +36,27 @@ fn tracks_live_and_peak_bytes() {
     v.reserve_exact(1 << 16);
     assert!(counting::live() >= base + Bytes(8 << 16));
     drop(v);
+
+    // The window measures a part of the run without resetting the run's peak.
+    counting::reset_peak();
+    let big = vec![0u8; 4 << 20];
+    drop(big);
+    let run_peak = counting::peak();
+    counting::reset_window();
+    let small = vec![0u8; 1 << 20];
+    drop(small);
+    let window = counting::window_peak();
+    assert!(
+        window >= base + Bytes(1 << 20),
+        "window {window} base {base}"
+    );
+    assert!(
+        window < base + Bytes(2 << 20),
+        "window {window} base {base}"
+    );
+    assert_eq!(
+        counting::peak(),
+        run_peak,
+        "the window left the run's peak alone"
+    );
 }

@@ -3,7 +3,7 @@
 
 use slimfit_memory::{
     ActivationStorage, Bytes, EncoderShape, OptimizerState, PeakPhase, PlanError, PlanRequest,
-    fit_budget, plan,
+    fill_to_budget, fit_budget, plan, shed_to_budget,
 };
 
 fn bert_base() -> EncoderShape {
@@ -117,6 +117,38 @@ fn budget_mode_picks_the_most_units_that_fit_and_names_the_minimum() {
         }
         other => panic!("expected BudgetTooSmall, got {other:?}"),
     }
+}
+
+#[test]
+fn filling_uses_the_room_the_worst_case_leaves_and_never_exceeds_the_budget() {
+    let budget = Bytes(2 << 30);
+    let mut r = request(ActivationStorage::Paper, 0.0);
+    let k = fit_budget(&r, budget).unwrap().trainable_units;
+    // The k cheapest units leave room for more than k.
+    let costs = slimfit_memory::unit_costs(&r);
+    let mut cheap: Vec<usize> = (0..costs.len()).collect();
+    cheap.sort_by_key(|&i| costs[i]);
+    r.trainable = vec![false; costs.len()];
+    for &i in &cheap[..k] {
+        r.trainable[i] = true;
+    }
+    let order: Vec<usize> = (0..costs.len()).rev().collect();
+    let added = fill_to_budget(&mut r, budget, &order).unwrap();
+    assert!(!added.is_empty(), "a cheap set of {k} leaves room");
+    assert!(added.iter().all(|&i| r.trainable[i]));
+    let filled = plan(&r).unwrap().total_peak_bytes;
+    assert!(filled <= budget, "{filled} > {budget}");
+    // Maximal in the given order: no frozen unit fits on top of the filled set.
+    for i in (0..costs.len()).filter(|&i| !r.trainable[i]) {
+        let mut more = r.clone();
+        more.trainable[i] = true;
+        assert!(
+            plan(&more).unwrap().total_peak_bytes > budget,
+            "unit {i} still fits"
+        );
+    }
+    // Shedding a filled set that already fits removes nothing.
+    assert!(shed_to_budget(&mut r, budget).unwrap().is_empty());
 }
 
 #[test]
