@@ -243,6 +243,11 @@ pub struct TrainReport {
     /// counted), when the counting allocator is installed and the backend allocates through
     /// it (flex); `None` otherwise.
     pub peak_bytes: Option<Bytes>,
+    /// Measured peak live bytes of each optimizer step (from its forward pass to its score
+    /// update), where the peak is measured (flex); empty otherwise. Budget mode puts the
+    /// accountant's prediction for the same steps beside it.
+    #[serde(default)]
+    pub step_peak_bytes: Vec<Bytes>,
     /// Budget mode: units trainable per step and the accountant's worst-case peak.
     pub budget: Option<BudgetReport>,
     /// Wall time, seconds.
@@ -260,11 +265,25 @@ pub struct BudgetReport {
     pub freeze_rate: f64,
     /// Predicted peak of the costliest choice of that many units at `--max-len`.
     pub predicted_worst_case_peak: Bytes,
-    /// Live bytes (runtime, tokenizer, encoded data) when the budget was fitted.
-    pub live_before_model: Bytes,
+    /// Live bytes besides the model's weights when the budget was fitted (runtime,
+    /// tokenizer, data, and whatever loading the model keeps besides its parameters): the
+    /// plan's runtime overhead.
+    pub runtime_overhead: Bytes,
     /// Unit-steps the trainer froze on top of the policy because that step's set (with an
     /// embedding table, say) was predicted above the budget.
     pub shed_unit_steps: usize,
+    /// Unit-steps the trainer added on top of the policy's k (ILS) because that step's set
+    /// left room under the budget (less a 2 % margin): frozen candidates, highest score
+    /// first, each if it fits.
+    pub refilled_unit_steps: usize,
+    /// The accountant's predicted peak of each step's actual set (after shedding and
+    /// refilling), to compare with the measured `step_peak_bytes`.
+    pub predicted_step_peaks: Vec<Bytes>,
+    /// The most a measured step exceeded its prediction (0 where nothing is measured): the
+    /// refill keeps that much room free besides a 1 % margin (3 % before the first
+    /// measurement, and where nothing is measured), so the measurement closes the loop on
+    /// the accountant's error.
+    pub largest_underestimate: Bytes,
 }
 
 /// Errors of `train`.
@@ -374,7 +393,7 @@ fn fit_budget(
     config: &TrainConfig,
     shape: slimfit_memory::EncoderShape,
     seq: usize,
-    live_before_model: Bytes,
+    live_with_model: Bytes,
     budget: Bytes,
 ) -> Result<(BudgetReport, slimfit_memory::PlanRequest), TrainError> {
     let mut request = slimfit_memory::PlanRequest::with_freeze_rate(
@@ -385,7 +404,16 @@ fn fit_budget(
         crate::accountant::optimizer_state(config.optimizer_state),
         0.0,
     );
-    request.runtime_overhead = live_before_model;
+    // What is live now, less the weights the plan counts itself, stays for the whole run.
+    let weights = slimfit_memory::plan(&slimfit_memory::PlanRequest {
+        trainable: vec![false; request.trainable.len()],
+        ..request.clone()
+    })
+    .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?
+    .categories
+    .parameters;
+    let runtime_overhead = Bytes(live_with_model.0.saturating_sub(weights.0));
+    request.runtime_overhead = runtime_overhead;
     request.score_snapshots = config.policy != PolicyKind::Full;
     request.accumulated_gradients = config.grad_accum > 1;
     let fit = slimfit_memory::fit_budget(&request, budget)
@@ -403,8 +431,11 @@ fn fit_budget(
             trainable_units: fit.trainable_units,
             freeze_rate: 1.0 - fit.trainable_units as f64 / fit.worst_case.total_units as f64,
             predicted_worst_case_peak: fit.worst_case.total_peak_bytes,
-            live_before_model,
+            runtime_overhead,
             shed_unit_steps: 0,
+            refilled_unit_steps: 0,
+            predicted_step_peaks: Vec::new(),
+            largest_underestimate: Bytes(0),
         },
         request,
     ))
@@ -415,6 +446,28 @@ fn fit_budget(
 struct BudgetState {
     report: BudgetReport,
     request: slimfit_memory::PlanRequest,
+    /// Candidates the refill may add (ILS only: the other policies' sets are not rankings).
+    refill: Option<Vec<bool>>,
+}
+
+/// The share of the budget a refill leaves free on top of the learned correction
+/// ([`BudgetReport::largest_underestimate`]): the accountant's plans were within 1.3 % of
+/// measured steps (docs/MEMORY.md), and a refilled set sits right at its prediction.
+const REFILL_MARGIN: f64 = 0.01;
+
+/// The share a refill leaves free before any step was measured (or where nothing is
+/// measured): a step measured up to 2.6 % above its plan (a 6 MiB forward-pass constant the
+/// accountant does not model, on a 240 MiB step).
+const UNMEASURED_REFILL_MARGIN: f64 = 0.03;
+
+/// What [`run_slimfit`] tells its `fit` callback before each step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepContext<'a> {
+    /// The current scores; `None` during the head warm-up (the set is the head alone).
+    pub scores: Option<&'a [f64]>,
+    /// The measured peak since the previous step's set was fitted (that step, and an
+    /// evaluation when an epoch ended), where measured.
+    pub last_peak: Option<Bytes>,
 }
 
 /// The freezing rate over the candidates: `rate` as given, or in budget mode the rate that
@@ -423,14 +476,14 @@ fn budget_setting(
     config: &TrainConfig,
     shape: impl FnOnce() -> slimfit_memory::EncoderShape,
     seq: usize,
-    live_before_model: Bytes,
+    live_with_model: Bytes,
     candidates: &[bool],
     rate: FreezeRate,
 ) -> Result<(FreezeRate, Option<BudgetState>), TrainError> {
     let Some(budget) = config.memory_budget else {
         return Ok((rate, None));
     };
-    let (report, request) = fit_budget(config, shape(), seq, live_before_model, budget)?;
+    let (report, request) = fit_budget(config, shape(), seq, live_with_model, budget)?;
     // k trainable of t units; units outside the candidates always train.
     let t = candidates.len();
     let fixed = candidates.iter().filter(|c| !**c).count();
@@ -447,22 +500,79 @@ fn budget_setting(
         report.trainable_units,
         report.predicted_worst_case_peak
     );
-    Ok((rate, Some(BudgetState { report, request })))
+    let refill = (config.policy == PolicyKind::Ils).then(|| candidates.to_vec());
+    Ok((
+        rate,
+        Some(BudgetState {
+            report,
+            request,
+            refill,
+        }),
+    ))
 }
 
 /// Budget mode, every step: freezes the costliest of this step's trainable units while the
-/// predicted peak of the actual set is above the budget (counted in the report).
-fn shed_to_fit(budget: &mut Option<BudgetState>, trainable: &mut [bool]) -> Result<(), TrainError> {
-    if let Some(state) = budget.as_mut() {
-        state.request.trainable = trainable.to_vec();
-        let shed = slimfit_memory::shed_to_budget(&mut state.request, state.report.budget)
-            .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?;
-        state.report.shed_unit_steps += shed.len();
-        for i in shed {
-            trainable[i] = false;
-        }
+/// predicted peak of the actual set is above the budget, then (ILS, once `scores` are given)
+/// refills the room left with the frozen candidates of highest score that fit — skipping
+/// those that do not, such as an embedding table whose dense gradient never fits. Both
+/// counts go to the report.
+fn fit_step(
+    budget: &mut Option<BudgetState>,
+    trainable: &mut [bool],
+    context: StepContext<'_>,
+) -> Result<(), TrainError> {
+    let Some(state) = budget.as_mut() else {
+        return Ok(());
+    };
+    let invalid =
+        |e: slimfit_memory::PlanError| TrainError::Invalid(format!("--memory-budget: {e}"));
+    let measured = context.last_peak.is_some();
+    if let (Some(measured), Some(predicted)) =
+        (context.last_peak, state.report.predicted_step_peaks.last())
+    {
+        let over = Bytes(measured.0.saturating_sub(predicted.0));
+        state.report.largest_underestimate = state.report.largest_underestimate.max(over);
     }
+    state.request.trainable = trainable.to_vec();
+    let shed =
+        slimfit_memory::shed_to_budget(&mut state.request, state.report.budget).map_err(invalid)?;
+    state.report.shed_unit_steps += shed.len();
+    if let (Some(candidates), Some(scores)) = (&state.refill, context.scores) {
+        let order = by_score_descending(candidates, scores);
+        let budget = state.report.budget.0;
+        let slack = if measured {
+            (budget as f64 * REFILL_MARGIN) as u64 + state.report.largest_underestimate.0
+        } else {
+            (budget as f64 * UNMEASURED_REFILL_MARGIN) as u64
+        };
+        let room = Bytes(budget.saturating_sub(slack));
+        let added =
+            slimfit_memory::fill_to_budget(&mut state.request, room, &order).map_err(invalid)?;
+        state.report.refilled_unit_steps += added.len();
+    }
+    trainable.copy_from_slice(&state.request.trainable);
+    let predicted = slimfit_memory::plan(&state.request).map_err(invalid)?;
+    state
+        .report
+        .predicted_step_peaks
+        .push(predicted.total_peak_bytes);
     Ok(())
+}
+
+/// The candidates by score, highest first — NaN counted highest, as ILS never freezes it;
+/// ties by unit index.
+fn by_score_descending(candidates: &[bool], scores: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..candidates.len()).filter(|&i| candidates[i]).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (scores[a], scores[b]);
+        match (x.is_nan(), y.is_nan()) {
+            (true, true) => a.cmp(&b),
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            _ => y.total_cmp(&x).then(a.cmp(&b)),
+        }
+    });
+    order
 }
 
 /// Fine-tunes and evaluates; `progress` is called after every step with
@@ -566,6 +676,8 @@ pub struct LoopOutcome {
     pub trained_count: Vec<usize>,
     /// The units that trained at each optimizer step, by unit index, ascending.
     pub trained_per_step: Vec<Vec<u16>>,
+    /// Measured peak of each optimizer step, where measured ([`measured_peak`]).
+    pub step_peaks: Vec<Bytes>,
 }
 
 /// The gradients of one optimizer step over `micro_batches` (k of them) and the mean of
@@ -608,8 +720,9 @@ where
 }
 
 /// SlimFit's training loop over any [`Workload`]; returns what it recorded and the trained
-/// model. Per optimizer step: the policy picks the trainable units from the scores, `shed`
-/// may freeze more (budget mode), the model is switched to that set, the gradients of the
+/// model. Per optimizer step: the policy picks the trainable units from the scores, `fit`
+/// may change the set to fit a memory budget (it gets the scores, except during the head
+/// warm-up), the model is switched to that set, the gradients of the
 /// step's `grad_accum` micro-batches are computed ([`step_gradients`]), weight decay and
 /// AdamW update the trained units (with `lr` decayed linearly over the optimizer steps),
 /// frozen units' Adam state is dropped when asked, and the scores of the trained units are
@@ -620,7 +733,7 @@ pub fn run_slimfit<B, W>(
     mut model: W::Model,
     units: &[Unit],
     mut schedule: Schedule,
-    mut shed: impl FnMut(&mut [bool]) -> Result<(), TrainError>,
+    mut fit: impl FnMut(&mut [bool], StepContext<'_>) -> Result<(), TrainError>,
     progress: &mut impl FnMut(usize, usize, f32, usize),
 ) -> Result<(LoopOutcome, W::Model), TrainError>
 where
@@ -645,12 +758,15 @@ where
         frozen_per_step: Vec::with_capacity(total_steps),
         trained_count: vec![0; t],
         trained_per_step: Vec::with_capacity(total_steps),
+        step_peaks: Vec::with_capacity(total_steps),
     };
+    let measuring = measured_peak().is_some();
     let head_warmup_steps = (schedule.head_warmup * total_steps as f64).round() as usize;
     let mut step = 0;
     for epoch in 0..schedule.epochs {
         for micro_batches in workload.epoch_batches(epoch).chunks(accum) {
-            let mut trainable = if step < head_warmup_steps {
+            let warming = step < head_warmup_steps;
+            let mut trainable = if warming {
                 // A fresh head's first gradients are noise to the backbone; under freezing
                 // a backbone unit pushed off by them trains too rarely to recover.
                 units.iter().map(|u| u.kind == UnitKind::Head).collect()
@@ -659,8 +775,25 @@ where
                     .policy
                     .trainable(step - head_warmup_steps, schedule.scores.scores())
             };
-            shed(&mut trainable)?;
+            let context = StepContext {
+                scores: (!warming).then(|| schedule.scores.scores()),
+                last_peak: (measuring && step > 0).then(counting::window_peak),
+            };
+            fit(&mut trainable, context)?;
+            counting::reset_window();
             let frozen = trainable.iter().filter(|&&x| !x).count();
+            if schedule.optimizer_state == OptimizerStatePolicy::Drop {
+                // Freed before the forward pass, not after the update: the step's peak then
+                // holds the moments of this step's units only, as the accountant plans it.
+                let mut record = optim.to_record();
+                let before = record.len();
+                for unit in units.iter().filter(|u| !trainable[u.index]) {
+                    record.remove(&unit.param_id);
+                }
+                if record.len() != before {
+                    optim = optim.load_record(record);
+                }
+            }
             model = model.with_trainable(units, &trainable);
             let wanted: HashMap<ParamId, usize> = units
                 .iter()
@@ -681,18 +814,6 @@ where
                 factor: 1.0 - lr * schedule.weight_decay,
             });
             model = optim.step(lr, model, grads);
-            if schedule.optimizer_state == OptimizerStatePolicy::Drop {
-                let frozen_ids: Vec<ParamId> = units
-                    .iter()
-                    .filter(|u| !trainable[u.index])
-                    .map(|u| u.param_id)
-                    .collect();
-                let mut record = optim.to_record();
-                for id in frozen_ids {
-                    record.remove(&id);
-                }
-                optim = optim.load_record(record);
-            }
             let after = snapshot::<B, _>(&model, &wanted);
             for (unit, old) in &before {
                 schedule
@@ -700,6 +821,9 @@ where
                     .record(*unit, old, &after[unit])
                     .expect("same unit, same length");
                 outcome.trained_count[*unit] += 1;
+            }
+            if measuring {
+                outcome.step_peaks.push(counting::window_peak());
             }
             outcome.loss_curve.push(loss_value);
             outcome.frozen_per_step.push(frozen);
@@ -793,6 +917,7 @@ fn report_of(
             .collect(),
         trained_units_per_step: outcome.trained_per_step,
         peak_bytes: None,
+        step_peak_bytes: outcome.step_peaks,
         budget,
         wall_seconds: 0.0,
     }
@@ -835,9 +960,6 @@ where
     let dev_set = encode_split(&tokenizer, data.dev)?;
 
     B::seed(device, config.seed);
-    // Everything live now (runtime, tokenizer, encoded data) stays for the whole run: the
-    // budget has to hold it besides the step.
-    let live_before_model = counting::live();
     let checkpoint = CheckpointDir::new(&config.model);
     let model_config = checkpoint.config()?;
     if config.max_len > model_config.max_position_embeddings {
@@ -873,7 +995,8 @@ where
         config,
         || crate::accountant::encoder_shape(&model_config, num_labels),
         config.max_len,
-        live_before_model,
+        // Everything live now (runtime, data, the loaded model) stays for the whole run.
+        counting::live(),
         &candidates,
         rate,
     )?;
@@ -896,8 +1019,10 @@ where
         ce: CrossEntropyLossConfig::new().init(device),
         device: device.clone(),
     };
-    let shed = |trainable: &mut [bool]| shed_to_fit(&mut budget, trainable);
-    let (outcome, model) = run_slimfit(&mut workload, model, &units, schedule, shed, progress)?;
+    let fit = |trainable: &mut [bool], context: StepContext<'_>| {
+        fit_step(&mut budget, trainable, context)
+    };
+    let (outcome, model) = run_slimfit(&mut workload, model, &units, schedule, fit, progress)?;
     let budget = budget.map(|b| b.report);
     let mut report = report_of(config, data_dir, &units, outcome, sizes, budget);
     report.peak_bytes = measured_peak();
@@ -1030,9 +1155,6 @@ where
     let num_classes = data.train.classes.len();
 
     B::seed(device, config.seed);
-    // Everything live now (runtime, decoded images) stays for the whole run: the budget has
-    // to hold it besides the step.
-    let live_before_model = counting::live();
     let mut model = ViTForImageClassification::<B>::load(
         &mut SafetensorsSource::open(checkpoint.weights_path(), device)?,
         &model_config,
@@ -1049,7 +1171,8 @@ where
         config,
         || crate::accountant::vit_shape(&model_config, num_classes),
         tokens,
-        live_before_model,
+        // Everything live now (runtime, data, the loaded model) stays for the whole run.
+        counting::live(),
         &candidates,
         rate,
     )?;
@@ -1083,8 +1206,10 @@ where
         ce: CrossEntropyLossConfig::new().init(device),
         device: device.clone(),
     };
-    let shed = |trainable: &mut [bool]| shed_to_fit(&mut budget, trainable);
-    let (outcome, model) = run_slimfit(&mut workload, model, &units, schedule, shed, progress)?;
+    let fit = |trainable: &mut [bool], context: StepContext<'_>| {
+        fit_step(&mut budget, trainable, context)
+    };
+    let (outcome, model) = run_slimfit(&mut workload, model, &units, schedule, fit, progress)?;
     let budget = budget.map(|b| b.report);
     let mut report = report_of(config, data.dir, &units, outcome, sizes, budget);
     report.peak_bytes = measured_peak();
@@ -1261,6 +1386,18 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refill_order_is_by_score_with_nan_first_and_skips_non_candidates() {
+        let candidates = [true, true, false, true, true, true];
+        let scores = [0.5, f64::NAN, 9.0, 0.7, 0.5, 2.0];
+        // Unit 2 is not a candidate; NaN ranks highest (ILS never freezes it); the tie
+        // between units 0 and 4 breaks by index.
+        assert_eq!(
+            by_score_descending(&candidates, &scores),
+            vec![1, 5, 3, 0, 4]
+        );
+    }
 
     #[test]
     fn layer_norm_and_layer_scale_do_not_decay() {
