@@ -468,6 +468,8 @@ pub struct StepContext<'a> {
     /// The measured peak since the previous step's set was fitted (that step, and an
     /// evaluation when an epoch ended), where measured.
     pub last_peak: Option<Bytes>,
+    /// Tokens per example of this step's longest micro-batch ([`Workload::tokens`]).
+    pub tokens: Option<usize>,
 }
 
 /// The freezing rate over the candidates: `rate` as given, or in budget mode the rate that
@@ -534,6 +536,10 @@ fn fit_step(
         state.report.largest_underestimate = state.report.largest_underestimate.max(over);
     }
     state.request.trainable = trainable.to_vec();
+    if let Some(tokens) = context.tokens {
+        // k was fitted at the longest allowed length; this step's batch may be shorter.
+        state.request.seq = tokens;
+    }
     let shed =
         slimfit_memory::shed_to_budget(&mut state.request, state.report.budget).map_err(invalid)?;
     state.report.shed_unit_steps += shed.len();
@@ -626,6 +632,13 @@ pub trait Workload<B: AutodiffBackend> {
     /// The mean training loss of the examples at `batch` (a forward pass that autodiff
     /// records).
     fn loss(&mut self, model: &Self::Model, batch: &[usize]) -> Result<Tensor<B, 1>, TrainError>;
+
+    /// Tokens per example of `batch` as the model will see it (its padded length), where
+    /// the workload knows it: budget mode plans each step at this length rather than the
+    /// longest allowed. `None`: every batch is as long as planned.
+    fn tokens(&self, _batch: &[usize]) -> Option<usize> {
+        None
+    }
 
     /// Dev metrics (name → value, ×100) of the model without autodiff.
     fn evaluate(
@@ -778,6 +791,10 @@ where
             let context = StepContext {
                 scores: (!warming).then(|| schedule.scores.scores()),
                 last_peak: (measuring && step > 0).then(counting::window_peak),
+                tokens: micro_batches
+                    .iter()
+                    .filter_map(|batch| workload.tokens(batch))
+                    .max(),
             };
             fit(&mut trainable, context)?;
             counting::reset_window();
@@ -1066,6 +1083,11 @@ where
 
     fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
         length_bucketed_batches(&self.lengths, self.batch, self.seed + epoch as u64)
+    }
+
+    fn tokens(&self, batch: &[usize]) -> Option<usize> {
+        // Dynamic padding: a batch is as long as its longest sequence.
+        batch.iter().map(|&i| self.lengths[i]).max()
     }
 
     fn loss(&mut self, model: &Self::Model, batch: &[usize]) -> Result<Tensor<B, 1>, TrainError> {
