@@ -528,7 +528,7 @@ fn fit_step(
     };
     let invalid =
         |e: slimfit_memory::PlanError| TrainError::Invalid(format!("--memory-budget: {e}"));
-    let measured = context.last_peak.is_some();
+    let has_measurement = context.last_peak.is_some();
     if let (Some(measured), Some(predicted)) =
         (context.last_peak, state.report.predicted_step_peaks.last())
     {
@@ -546,7 +546,7 @@ fn fit_step(
     if let (Some(candidates), Some(scores)) = (&state.refill, context.scores) {
         let order = by_score_descending(candidates, scores);
         let budget = state.report.budget.0;
-        let slack = if measured {
+        let slack = if has_measurement {
             (budget as f64 * REFILL_MARGIN) as u64 + state.report.largest_underestimate.0
         } else {
             (budget as f64 * UNMEASURED_REFILL_MARGIN) as u64
