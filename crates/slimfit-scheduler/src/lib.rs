@@ -82,6 +82,25 @@ fn candidate_indices(candidates: &[bool]) -> Vec<usize> {
         .collect()
 }
 
+/// The candidates in ILS's freezing order: lowest score first. Sorting follows the
+/// reference (`torch.sort`): NaN counts as the largest score; ties break by unit index.
+/// A budget-mode trainer refills in the reverse order (the unit ILS would freeze last
+/// first).
+pub fn freezing_order(candidates: &[bool], scores: &[f64]) -> Vec<usize> {
+    assert_eq!(scores.len(), candidates.len(), "one score per unit");
+    let mut order = candidate_indices(candidates);
+    order.sort_by(|&a, &b| {
+        let (x, y) = (scores[a], scores[b]);
+        match (x.is_nan(), y.is_nan()) {
+            (true, true) => a.cmp(&b),
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => x.total_cmp(&y).then(a.cmp(&b)),
+        }
+    });
+    order
+}
+
 /// Inter-layer scheduling: freeze the `floor(r·t)` candidates with the lowest scores.
 ///
 /// Sorting follows the reference (`torch.sort`): NaN counts as the largest score, so a unit
@@ -108,16 +127,7 @@ impl Ils {
 impl FreezePolicy for Ils {
     fn trainable(&mut self, _step: usize, scores: &[f64]) -> Vec<bool> {
         assert_eq!(scores.len(), self.candidates.len(), "one score per unit");
-        let mut order = candidate_indices(&self.candidates);
-        order.sort_by(|&a, &b| {
-            let (x, y) = (scores[a], scores[b]);
-            match (x.is_nan(), y.is_nan()) {
-                (true, true) => a.cmp(&b),
-                (true, false) => std::cmp::Ordering::Greater,
-                (false, true) => std::cmp::Ordering::Less,
-                _ => x.total_cmp(&y).then(a.cmp(&b)),
-            }
-        });
+        let order = freezing_order(&self.candidates, scores);
         let n_frozen = self.rate.frozen_of(order.len());
         with_candidates(&self.candidates, &order[..n_frozen])
     }
@@ -221,6 +231,15 @@ impl FreezePolicy for RandomFreeze {
 mod tests {
     use super::*;
     use slimfit_dynamics::{ScoreFormula, UnitScores};
+
+    #[test]
+    fn freezing_order_is_by_score_with_nan_last_and_skips_non_candidates() {
+        let candidates = [true, true, false, true, true, true];
+        let scores = [0.5, f64::NAN, 9.0, 0.7, 0.5, 2.0];
+        // Unit 2 is not a candidate; NaN ranks highest (ILS never freezes it first); the tie
+        // between units 0 and 4 breaks by index. A budget-mode refill walks this backwards.
+        assert_eq!(freezing_order(&candidates, &scores), vec![0, 4, 3, 5, 1]);
+    }
 
     fn rate(r: f64) -> FreezeRate {
         FreezeRate::new(r).unwrap()

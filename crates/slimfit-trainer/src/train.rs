@@ -544,7 +544,9 @@ fn fit_step(
         slimfit_memory::shed_to_budget(&mut state.request, state.report.budget).map_err(invalid)?;
     state.report.shed_unit_steps += shed.len();
     if let (Some(candidates), Some(scores)) = (&state.refill, context.scores) {
-        let order = by_score_descending(candidates, scores);
+        // The reverse of ILS's freezing order: the unit it would freeze last comes first.
+        let mut order = slimfit_scheduler::freezing_order(candidates, scores);
+        order.reverse();
         let budget = state.report.budget.0;
         let slack = if has_measurement {
             (budget as f64 * REFILL_MARGIN) as u64 + state.report.largest_underestimate.0
@@ -563,22 +565,6 @@ fn fit_step(
         .predicted_step_peaks
         .push(predicted.total_peak_bytes);
     Ok(())
-}
-
-/// The candidates by score, highest first — NaN counted highest, as ILS never freezes it;
-/// ties by unit index.
-fn by_score_descending(candidates: &[bool], scores: &[f64]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..candidates.len()).filter(|&i| candidates[i]).collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (scores[a], scores[b]);
-        match (x.is_nan(), y.is_nan()) {
-            (true, true) => a.cmp(&b),
-            (true, false) => std::cmp::Ordering::Less,
-            (false, true) => std::cmp::Ordering::Greater,
-            _ => y.total_cmp(&x).then(a.cmp(&b)),
-        }
-    });
-    order
 }
 
 /// Fine-tunes and evaluates; `progress` is called after every step with
@@ -774,6 +760,7 @@ where
         step_peaks: Vec::with_capacity(total_steps),
     };
     let measuring = measured_peak().is_some();
+    let mut trained_last = vec![false; t];
     let head_warmup_steps = (schedule.head_warmup * total_steps as f64).round() as usize;
     let mut step = 0;
     for epoch in 0..schedule.epochs {
@@ -799,9 +786,11 @@ where
             fit(&mut trainable, context)?;
             counting::reset_window();
             let frozen = trainable.iter().filter(|&&x| !x).count();
-            if schedule.optimizer_state == OptimizerStatePolicy::Drop {
+            let newly_frozen = (0..t).any(|i| trained_last[i] && !trainable[i]);
+            if schedule.optimizer_state == OptimizerStatePolicy::Drop && newly_frozen {
                 // Freed before the forward pass, not after the update: the step's peak then
                 // holds the moments of this step's units only, as the accountant plans it.
+                // Only last step's units hold moments, so nothing to do unless one froze.
                 let mut record = optim.to_record();
                 let before = record.len();
                 for unit in units.iter().filter(|u| !trainable[u.index]) {
@@ -847,6 +836,7 @@ where
             outcome
                 .trained_per_step
                 .push((0..t).filter(|&i| trainable[i]).map(|i| i as u16).collect());
+            trained_last = trainable;
             step += 1;
             progress(step, total_steps, loss_value, frozen);
         }
@@ -1408,18 +1398,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refill_order_is_by_score_with_nan_first_and_skips_non_candidates() {
-        let candidates = [true, true, false, true, true, true];
-        let scores = [0.5, f64::NAN, 9.0, 0.7, 0.5, 2.0];
-        // Unit 2 is not a candidate; NaN ranks highest (ILS never freezes it); the tie
-        // between units 0 and 4 breaks by index.
-        assert_eq!(
-            by_score_descending(&candidates, &scores),
-            vec![1, 5, 3, 0, 4]
-        );
-    }
 
     #[test]
     fn layer_norm_and_layer_scale_do_not_decay() {
