@@ -241,6 +241,8 @@ pub(crate) fn frozen_figure(path: &Path, task: &str, seed: u64, view: &ReportVie
     let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let row = |unit: usize| (t - 1 - unit) as i32; // unit 0 on top
+    // plotters' integer ranges include their end: `0..t` would draw an empty row on top.
+    let rows = 0..(t.max(1) as i32 - 1);
     let y_label = |v: &SegmentValue<i32>| match v {
         SegmentValue::CenterOf(r) => units
             .get(t.wrapping_sub(1).wrapping_sub(*r as usize))
@@ -272,7 +274,7 @@ pub(crate) fn frozen_figure(path: &Path, task: &str, seed: u64, view: &ReportVie
                 .margin(10)
                 .x_label_area_size(34)
                 .y_label_area_size(250)
-                .build_cartesian_2d(0.0..sets.len() as f64, (0..t as i32).into_segmented())
+                .build_cartesian_2d(0.0..sets.len() as f64, rows.clone().into_segmented())
                 .map_err(err)?;
             chart
                 .configure_mesh()
@@ -322,7 +324,7 @@ pub(crate) fn frozen_figure(path: &Path, task: &str, seed: u64, view: &ReportVie
                 .margin(10)
                 .x_label_area_size(34)
                 .y_label_area_size(250)
-                .build_cartesian_2d(0.0..100.0, (0..t as i32).into_segmented())
+                .build_cartesian_2d(0.0..100.0, rows.clone().into_segmented())
                 .map_err(err)?;
             chart
                 .configure_mesh()
