@@ -450,6 +450,48 @@ impl CellStore {
         Ok(path)
     }
 
+    /// The reusable record of each of `specs` (parallel to them): what [`CellStore::load`]
+    /// accepts, except a default cell that ran under another budget than its paper cell
+    /// gives now (see [`budget_of`]). `verbose` prints why each other file is recomputed.
+    pub fn reusable(&self, specs: &[CellSpec], verbose: bool) -> Vec<Option<CellRecord>> {
+        let mut done: Vec<Option<CellRecord>> = specs
+            .iter()
+            .map(|spec| match self.load(spec, BACKEND_NAME) {
+                Ok(record) => record,
+                Err(why) => {
+                    if verbose {
+                        println!("recomputing: {why}");
+                    }
+                    None
+                }
+            })
+            .collect();
+        // In spec order, so that a paper cell is settled before its default cell.
+        for (i, spec) in specs.iter().enumerate() {
+            let Some(record) = &done[i] else { continue };
+            if spec.method != Method::SlimfitDefault {
+                continue;
+            }
+            let now = budget_of(spec, specs, &done);
+            if now.as_ref().ok() != Some(&record.memory_budget) {
+                if verbose {
+                    let show = |b: Option<Bytes>| b.map_or("none".to_string(), |b| b.to_string());
+                    println!(
+                        "recomputing: {} ran under the budget {}, its paper cell now gives {}",
+                        self.path(spec).display(),
+                        show(record.memory_budget),
+                        match now {
+                            Ok(b) => show(b),
+                            Err(why) => why,
+                        }
+                    );
+                }
+                done[i] = None;
+            }
+        }
+        done
+    }
+
     /// Every readable record in the directory (any profile): for calibrating estimates.
     pub fn all(&self) -> Vec<CellRecord> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -591,37 +633,7 @@ pub fn run_cells(
     mut after_cell: impl FnMut(&[CellRecord]) -> Result<()>,
 ) -> Result<RunOutcome> {
     let store = CellStore::new(&ctx.out);
-    let mut done: Vec<Option<CellRecord>> = Vec::with_capacity(specs.len());
-    for spec in specs {
-        done.push(match store.load(spec, BACKEND_NAME) {
-            Ok(record) => record,
-            Err(why) => {
-                println!("recomputing: {why}");
-                None
-            }
-        });
-    }
-    // A default cell is reused only if it ran under the budget its paper cell sets now.
-    for (i, spec) in specs.iter().enumerate() {
-        if spec.method != Method::SlimfitDefault {
-            continue;
-        }
-        if let Some(record) = &done[i] {
-            let now = budget_of(spec, specs, &done);
-            if now.as_ref().ok() != Some(&record.memory_budget) {
-                println!(
-                    "recomputing: {} ran under the budget {:?}, its paper cell now gives {}",
-                    store.path(spec).display(),
-                    record.memory_budget,
-                    match now {
-                        Ok(b) => format!("{b:?}"),
-                        Err(why) => why,
-                    }
-                );
-                done[i] = None;
-            }
-        }
-    }
+    let mut done = store.reusable(specs, true);
     let reused = done.iter().filter(|r| r.is_some()).count();
     let todo = specs.len() - reused;
     let device = backend::default_device()?;
@@ -1012,14 +1024,20 @@ pub fn run(args: &Args) -> Result<()> {
         model.display()
     );
     let mut remaining = 0.0;
-    let mut reusable = 0;
+    let mut reused = 0;
+    let reusable = store.reusable(&specs, false);
     for (task, s) in &tasks {
         let counts = token_counts(&glue, &model, *task, s)?;
-        let task_specs: Vec<&CellSpec> = specs.iter().filter(|c| c.task == *task).collect();
+        let task_specs: Vec<(&CellSpec, bool)> = specs
+            .iter()
+            .zip(&reusable)
+            .filter(|(c, _)| c.task == *task)
+            .map(|(c, r)| (c, r.is_some()))
+            .collect();
         let mut task_seconds = 0.0;
         let mut task_reusable = 0;
-        for spec in &task_specs {
-            if matches!(store.load(spec, BACKEND_NAME), Ok(Some(_))) {
+        for (spec, done) in &task_specs {
+            if *done {
                 task_reusable += 1;
             } else {
                 task_seconds += calibration.estimate(spec, counts);
@@ -1045,13 +1063,13 @@ pub fn run(args: &Args) -> Result<()> {
             hours(task_seconds)
         );
         remaining += task_seconds;
-        reusable += task_reusable;
+        reused += task_reusable;
     }
     println!(
         "estimated duration: {} for {} cells ({} finished cells reused); {}",
         hours(remaining),
-        specs.len() - reusable,
-        reusable,
+        specs.len() - reused,
+        reused,
         calibration.source
     );
     if args.dry_run {
