@@ -16,7 +16,7 @@ use slimfit_trainer::measure::{
     measure_vit_step,
 };
 use slimfit_trainer::model_config::{Architecture, resolve_architecture};
-use slimfit_trainer::run_config::TrainSettings;
+use slimfit_trainer::run_config::{TrainSettings, budget_from_report};
 use slimfit_trainer::task::{Task, glue_dir_from_env};
 use slimfit_trainer::train::{ImageOptions, PolicyKind, TrainConfig, Variant};
 
@@ -397,7 +397,10 @@ fn train_config(s: TrainSettings) -> Result<TrainConfig> {
         max_train_examples: s.max_train_examples,
         max_dev_examples: s.max_dev_examples,
         optimizer_state: s.optimizer_state.unwrap_or(OptimizerStatePolicy::Keep),
-        memory_budget: s.memory_budget,
+        memory_budget: match &s.memory_budget_of {
+            Some(report) => Some(budget_from_report(report)?),
+            None => s.memory_budget,
+        },
         output: s.output,
         image,
     };

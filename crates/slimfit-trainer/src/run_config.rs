@@ -151,6 +151,36 @@ pub struct TrainSettings {
     #[arg(long, conflicts_with = "freeze_rate")]
     #[serde(default, deserialize_with = "parsed")]
     pub memory_budget: Option<Bytes>,
+    /// Budget mode with the measured peak of an earlier run as the budget: the path of its
+    /// `--report` JSON (`peak_bytes`). How "SlimFit (default)" of `cargo xtask
+    /// reproduce-table` runs: under the measured peak of the `--variant paper` run.
+    #[arg(long, conflicts_with_all = ["freeze_rate", "memory_budget"])]
+    #[serde(default)]
+    pub memory_budget_of: Option<PathBuf>,
+}
+
+/// The measured peak (`peak_bytes`) of the `train` report at `path`, as a memory budget.
+pub fn budget_from_report(path: &Path) -> Result<Bytes, RunConfigError> {
+    let invalid = |reason: String| RunConfigError::Report {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot read it ({e})")))?;
+    let report: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| invalid(format!("not a JSON train report ({e})")))?;
+    match report.get("peak_bytes") {
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .map(Bytes)
+            .ok_or_else(|| invalid(format!("`peak_bytes` = {n} is not a whole number of bytes"))),
+        Some(serde_json::Value::Null) => Err(invalid(
+            "`peak_bytes` is null: that run's peak was not measured".to_string(),
+        )),
+        _ => Err(invalid(
+            "no `peak_bytes`: not a train report (write one with `train --report`)".to_string(),
+        )),
+    }
 }
 
 /// Errors of reading a run file.
@@ -171,6 +201,14 @@ pub enum RunConfigError {
         path: PathBuf,
         /// The TOML parser's message (line, column, key, what was expected).
         message: String,
+    },
+    /// `--memory-budget-of`: the report is unreadable or holds no measured peak.
+    #[error("--memory-budget-of {path}: {reason}")]
+    Report {
+        /// The report file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A value out of range.
     #[error("run file {path}: {reason}")]
@@ -206,6 +244,7 @@ impl TrainSettings {
             &mut settings.model,
             &mut settings.report,
             &mut settings.output,
+            &mut settings.memory_budget_of,
         ]
         .into_iter()
         .flatten()
@@ -242,6 +281,7 @@ impl TrainSettings {
             report: self.report.or(fallback.report),
             output: self.output.or(fallback.output),
             memory_budget: self.memory_budget.or(fallback.memory_budget),
+            memory_budget_of: self.memory_budget_of.or(fallback.memory_budget_of),
         }
     }
 
@@ -290,11 +330,25 @@ impl TrainSettings {
                 name("warmup")
             ));
         }
-        if let (Some(_), Some(_)) = (self.freeze_rate, self.memory_budget) {
+        let budget = if self.memory_budget_of.is_some() {
+            "memory_budget_of"
+        } else {
+            "memory_budget"
+        };
+        if self.freeze_rate.is_some()
+            && (self.memory_budget.is_some() || self.memory_budget_of.is_some())
+        {
             return Err(format!(
                 "{} and {} exclude each other: budget mode chooses the freezing rate",
                 name("freeze_rate"),
-                name("memory_budget")
+                name(budget)
+            ));
+        }
+        if self.memory_budget.is_some() && self.memory_budget_of.is_some() {
+            return Err(format!(
+                "{} and {} exclude each other: one budget",
+                name("memory_budget"),
+                name("memory_budget_of")
             ));
         }
         Ok(())
@@ -368,6 +422,35 @@ mod tests {
     }
 
     #[test]
+    fn a_budget_is_read_from_an_earlier_reports_measured_peak() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("paper.json");
+        std::fs::write(&report, r#"{"peak_bytes": 498073600, "wall_seconds": 1.0}"#).unwrap();
+        assert_eq!(budget_from_report(&report).unwrap(), Bytes(498073600));
+        let (_d, path) = write("task = \"mrpc\"\nmemory_budget_of = \"paper.json\"\n");
+        let s = TrainSettings::from_file(&path).unwrap();
+        assert_eq!(
+            s.memory_budget_of,
+            Some(path.parent().unwrap().join("paper.json"))
+        );
+        for (text, wanted) in [
+            (r#"{"peak_bytes": null}"#, "was not measured"),
+            (r#"{"loss_curve": []}"#, "no `peak_bytes`"),
+            (r#"{"peak_bytes": -3}"#, "whole number"),
+            ("{", "not a JSON train report"),
+        ] {
+            std::fs::write(&report, text).unwrap();
+            let err = budget_from_report(&report).unwrap_err().to_string();
+            assert!(
+                err.contains("paper.json") && err.contains(wanted),
+                "{text}: {err}"
+            );
+        }
+        let err = budget_from_report(&dir.path().join("missing.json")).unwrap_err();
+        assert!(err.to_string().contains("missing.json"), "{err}");
+    }
+
+    #[test]
     fn the_command_line_wins_then_the_file() {
         let cli = TrainSettings {
             batch: Some(4),
@@ -401,6 +484,14 @@ mod tests {
             (
                 "freeze_rate = 0.5\nmemory_budget = \"1GiB\"\n",
                 "`memory_budget`",
+            ),
+            (
+                "freeze_rate = 0.5\nmemory_budget_of = \"paper.json\"\n",
+                "`memory_budget_of`",
+            ),
+            (
+                "memory_budget = \"1GiB\"\nmemory_budget_of = \"paper.json\"\n",
+                "one budget",
             ),
             ("batch = [\n", "batch"),
         ] {

@@ -185,6 +185,10 @@ fn bad_run_files_fail_naming_the_file_and_the_key() {
         ("--lr=0", "--lr = 0: the learning rate must be positive"),
         ("--warmup=1.5", "--warmup = 1.5"),
         ("--batch=0", "--batch must be at least 1"),
+        (
+            "--memory-budget-of=/nonexistent/paper.json",
+            "--memory-budget-of /nonexistent/paper.json: cannot read it",
+        ),
     ] {
         let (ok, err) = train(&["--config", file, flag]);
         assert!(!ok && err.contains(wanted), "{flag}: {err}");
