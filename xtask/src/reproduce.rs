@@ -118,6 +118,10 @@ pub struct Args {
     /// Print the cells, the settings and the estimated duration; train nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Train nothing: write the table and figures from the cells of this run that are
+    /// already finished (the partial table of a stopped run; each method lists its seeds).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub finished_only: bool,
 }
 
 /// One row of the comparison: a freezing policy with its variant.
@@ -1096,6 +1100,37 @@ pub fn run(args: &Args) -> Result<()> {
         cells_trained: 0,
         cells_reused: 0,
     };
+    if args.finished_only {
+        let records: Vec<CellRecord> = store
+            .reusable(&specs, false)
+            .into_iter()
+            .flatten()
+            .collect();
+        if records.is_empty() {
+            bail!(
+                "--finished-only: none of these cells has finished under {}",
+                store
+                    .path(&specs[0])
+                    .parent()
+                    .unwrap_or(&args.out)
+                    .display()
+            );
+        }
+        let meta = Meta {
+            cells_reused: records.len(),
+            ..meta
+        };
+        let table = table::build(&meta, &records, &plans)?;
+        let files = table::write(&args.out, &table, &records)?;
+        println!(
+            "{} of {} cells finished; wrote into {}: {} files",
+            records.len(),
+            specs.len(),
+            args.out.display(),
+            files.len()
+        );
+        return Ok(());
+    }
     let write = |records: &[CellRecord], meta: &Meta| -> Result<()> {
         let table = table::build(meta, records, &plans)?;
         table::write(&args.out, &table, records)?;

@@ -362,6 +362,7 @@ fn args(out: &Path) -> Args {
         model: None,
         methods: None,
         dry_run: true,
+        finished_only: false,
     }
 }
 
@@ -491,4 +492,48 @@ fn the_default_method_needs_the_paper_cell() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("slimfit-default needs slimfit-paper"), "{err}");
+}
+
+#[test]
+fn a_stopped_run_gets_its_partial_table_without_training() {
+    let Some(f) = fixture() else { return };
+    // The tiny cells, stored as the quick profile's MRPC cells of seed 42; no other task
+    // and no other seed has finished.
+    let dir = tempfile::tempdir().unwrap();
+    let store = CellStore::new(dir.path());
+    for (spec, record) in f.specs.iter().zip(&f.records) {
+        let spec = CellSpec {
+            profile: "quick".into(),
+            settings: TaskSettings::quick(GlueTask::Mrpc),
+            ..spec.clone()
+        };
+        let record = CellRecord {
+            profile: "quick".into(),
+            settings: spec.settings.clone(),
+            ..record.clone()
+        };
+        store.save(&spec, &record).unwrap();
+    }
+    let finished = |tasks: Vec<String>| {
+        reproduce::run(&Args {
+            data_dir: Some(f.ctx.glue.clone()),
+            model: Some(f.ctx.model.clone()),
+            tasks: Some(tasks),
+            seeds: Some(2),
+            dry_run: false,
+            finished_only: true,
+            ..args(dir.path())
+        })
+    };
+    finished(vec!["mrpc".into(), "rte".into()]).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
+    assert!(md.contains("| mrpc | f1 |"), "{md}");
+    assert!(!md.contains("| rte | accuracy |"), "{md}");
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("table.json")).unwrap())
+            .unwrap();
+    assert_eq!(t["methods"].as_array().unwrap().len(), Method::ALL.len());
+    assert_eq!(t["methods"][0]["seeds"], serde_json::json!([42]));
+    let err = finished(vec!["rte".into()]).unwrap_err().to_string();
+    assert!(err.contains("none of these cells has finished"), "{err}");
 }
