@@ -131,7 +131,10 @@ fn memory_figure(path: &Path, task: &str, methods: &[&MethodSummary]) -> Result<
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(64)
-        .build_cartesian_2d((0..n as i32).into_segmented(), 0.0..(top * 1.5).max(1.0))
+        .build_cartesian_2d(
+            (0..(n.max(1) as i32 - 1)).into_segmented(),
+            0.0..(top * 1.5).max(1.0),
+        )
         .map_err(err)?;
     let labels: Vec<String> = methods.iter().map(|m| m.label.clone()).collect();
     chart
