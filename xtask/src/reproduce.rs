@@ -1101,19 +1101,12 @@ pub fn run(args: &Args) -> Result<()> {
         cells_reused: 0,
     };
     if args.finished_only {
-        let records: Vec<CellRecord> = store
-            .reusable(&specs, false)
-            .into_iter()
-            .flatten()
-            .collect();
+        // The cells the estimate above found reusable: read once.
+        let records: Vec<CellRecord> = reusable.into_iter().flatten().collect();
         if records.is_empty() {
             bail!(
                 "--finished-only: none of these cells has finished under {}",
-                store
-                    .path(&specs[0])
-                    .parent()
-                    .unwrap_or(&args.out)
-                    .display()
+                args.out.join("cells").display()
             );
         }
         let meta = Meta {
