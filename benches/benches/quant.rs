@@ -11,8 +11,10 @@
 //! - `q8_unsigned/{paper,scaled}` + `dq8_unsigned/…`: uint8, Q0.8 or per-row max (softmax P);
 //! - `q4_signed/{paper,scaled}` + `dq4_signed/…`: 4-bit Q2.1 or per-row absmax/7, packed
 //!   (paper GELU input);
-//! - `q4_affine` + `dq4_affine`: 16 fixed levels over GELU′'s range [−0.129, 1.129],
-//!   packed (scaled GELU derivative): no per-row scale, so mostly packing / unpacking;
+//! - `q8_affine` + `dq8_affine`: 256 fixed levels over GELU′'s range [−0.129, 1.129]
+//!   (scaled GELU derivative): no per-row scale;
+//! - `q4_affine` + `dq4_affine`: the same range in 16 levels, packed (the scaled GELU
+//!   derivative before it moved to 8 bits): mostly packing / unpacking;
 //! - `topk10` + `densify10`: the top 10 % of each row by magnitude (paper frozen LayerNorm).
 //!
 //! Throughput is the fp32 size of the activation (input of a quantizer, output of a
@@ -85,6 +87,21 @@ fn activation(c: &mut Criterion) {
             })
         });
     }
+    g.bench_function("q8_affine", |b| {
+        b.iter(|| {
+            let q = Quant8::affine(x.clone(), -0.129, 1.129);
+            sync();
+            q
+        })
+    });
+    let q = Quant8::affine(x.clone(), -0.129, 1.129);
+    g.bench_function("dq8_affine", |b| {
+        b.iter(|| {
+            let y = q.dequantize::<3>();
+            sync();
+            y
+        })
+    });
     g.bench_function("q4_affine", |b| {
         b.iter(|| {
             let q = Quant4::affine(x.clone(), -0.129, 1.129);

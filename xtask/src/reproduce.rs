@@ -435,6 +435,16 @@ impl CellStore {
                 record.backend
             ));
         }
+        // Reports from before revisions were recorded ran revision 1 of every mode.
+        let revision = record.report["compression_revision"].as_u64().unwrap_or(1);
+        let current = spec.method.compression().revision();
+        if revision != u64::from(current) {
+            return Err(format!(
+                "{} measured revision {revision} of {} storage, which is now revision {current}",
+                path.display(),
+                spec.method.compression()
+            ));
+        }
         if let Err(e) = table::ReportView::parse(&record.report) {
             return Err(format!("{}: {e}", path.display()));
         }

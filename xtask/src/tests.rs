@@ -483,6 +483,35 @@ fn the_default_trains_under_the_paper_cells_measured_peak() {
 }
 
 #[test]
+fn cells_of_an_older_storage_revision_are_recomputed() {
+    let Some(f) = fixture() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = CellStore::new(dir.path());
+    for (spec, record) in f.specs.iter().zip(&f.records) {
+        let revision = spec.method.compression().revision();
+        assert_eq!(record.report["compression_revision"], revision);
+        // As written before reports carried the revision.
+        let mut old = record.clone();
+        old.report
+            .as_object_mut()
+            .unwrap()
+            .remove("compression_revision");
+        store.save(spec, &old).unwrap();
+        let loaded = store.load(spec, BACKEND_NAME);
+        if revision == 1 {
+            assert!(
+                matches!(loaded, Ok(Some(_))),
+                "{:?}: {loaded:?}",
+                spec.method
+            );
+        } else {
+            let why = loaded.unwrap_err();
+            assert!(why.contains("revision 1 of scaled storage"), "{why}");
+        }
+    }
+}
+
+#[test]
 fn the_default_method_needs_the_paper_cell() {
     let dir = tempfile::tempdir().unwrap();
     let err = reproduce::run(&Args {

@@ -206,8 +206,12 @@ pub(crate) fn saved(
                     layer += mask(d.score_rows, d.head_dim, storage);
                 }
                 layer += 2 * hidden_mask;
-                // GELU: 4 bits per value (the input for paper, GELU′ for scaled).
-                layer += d.tokens * d.ffn.div_ceil(2);
+                // GELU: the input in 4 bits (paper), GELU′ in 8 bits (scaled).
+                layer += if storage == Scaled {
+                    d.tokens * d.ffn
+                } else {
+                    d.tokens * d.ffn.div_ceil(2)
+                };
                 // LayerNorms: 1/σ per row, x̂ compressed while γ is frozen, fp32 while it
                 // trains.
                 let frozen = frozen_norm(d, storage, layer_norm_keep);

@@ -15,7 +15,7 @@ pub enum ActivationStorage {
     /// SLIMFIT.md §4: int8 fixed point for attention, 4-bit GELU input, int8 FFN2 input,
     /// top-k frozen LayerNorm, byte dropout masks.
     Paper,
-    /// Per-row absmax int8, 4-bit GELU′, int8 frozen-LayerNorm x̂, 1-bit dropout masks.
+    /// Per-row absmax int8, 8-bit GELU′, int8 frozen-LayerNorm x̂, 1-bit dropout masks.
     Scaled,
 }
 

@@ -321,8 +321,8 @@ fn gelu_exact_matches_finite_differences_and_erf_forward() {
 }
 
 /// Paper keeps x in Q2.1: |GELU″| ≤ 2φ(0) ≈ 0.798, so |dx̃ − dx| ≤ |g| · 0.798 · 0.25.
-/// Scaled keeps GELU′ itself in 4 bits over its range [−0.1290, 1.1290]: |dx̃ − dx| ≤
-/// |g| · (1.2578 / 15) / 2.
+/// Scaled keeps GELU′ itself in 8 bits over its range [−0.1290, 1.1290]: |dx̃ − dx| ≤
+/// |g| · (1.2578 / 255) / 2.
 #[test]
 fn compressed_gelu_gradient_within_quantization_bound() {
     let exact = gelu_grad(Compression::Exact);
@@ -331,7 +331,7 @@ fn compressed_gelu_gradient_within_quantization_bound() {
         let ours = gelu_grad(mode);
         let per_g = match mode {
             Compression::Paper => 0.7979 * 0.5 / 2.0,
-            _ => 1.2578 / 15.0 / 2.0,
+            _ => 1.2578 / 255.0 / 2.0,
         };
         for i in 0..240 {
             let bound = g[i].abs() * per_g;

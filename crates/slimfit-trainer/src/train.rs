@@ -252,6 +252,8 @@ pub struct TrainReport {
     pub budget: Option<BudgetReport>,
     /// Wall time, seconds.
     pub wall_seconds: f64,
+    /// [`Compression::revision`] of the storage it ran with.
+    pub compression_revision: u32,
 }
 
 /// What budget mode decided.
@@ -927,6 +929,7 @@ fn report_of(
         step_peak_bytes: outcome.step_peaks,
         budget,
         wall_seconds: 0.0,
+        compression_revision: config.compression.revision(),
     }
 }
 

@@ -148,9 +148,9 @@ fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-/// All ops compressed together. Measured on this batch: scaled 0.988–1.000 per unit (mean
-/// 0.995); paper 0.90–1.000 — the reference's 4-bit GELU input and top-10 % LayerNorm lose
-/// direction on MiniLM (see `per_op_ablation`).
+/// All ops compressed together. Measured on this batch: scaled 0.9996–1.000 per unit (it was
+/// 0.988 while GELU′ was kept in 4 bits); paper 0.90–1.000 — the reference's 4-bit GELU
+/// input and top-10 % LayerNorm lose direction on MiniLM (see `per_op_ablation`).
 #[test]
 fn trainable_unit_gradients_survive_compression() {
     let f = Fixture::new();
@@ -160,7 +160,7 @@ fn trainable_unit_gradients_survive_compression() {
     println!("scaled {scaled:.4?}\npaper  {paper:.4?}");
     let mean = scaled.iter().sum::<f64>() / scaled.len() as f64;
     assert!(
-        min(&scaled) > 0.98 && mean > 0.99,
+        min(&scaled) > 0.999 && mean > 0.9995,
         "scaled cosines {scaled:?}"
     );
     assert!(min(&paper) > 0.85, "paper cosines {paper:?}");

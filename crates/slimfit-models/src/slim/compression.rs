@@ -16,7 +16,7 @@ pub enum Compression {
     /// clip. A frozen LayerNorm keeps the top 10 % of its normalised output.
     Paper,
     /// Our default: absmax-scaled int8 with one scale per row (last dimension) where the
-    /// paper uses Q3.4 / Q0.8, so nothing clips; GELU keeps its *derivative* in 4 bits
+    /// paper uses Q3.4 / Q0.8, so nothing clips; GELU keeps its *derivative* in 8 bits
     /// (bounded, so a fixed range loses nothing); a frozen LayerNorm keeps its normalised
     /// output in int8 instead of the top 10 %; dropout masks take one bit per value.
     Scaled,
@@ -25,6 +25,16 @@ pub enum Compression {
 impl Compression {
     /// All modes, for command-line help and sweeps.
     pub const ALL: [Compression; 3] = [Self::Exact, Self::Paper, Self::Scaled];
+
+    /// Revision of what the mode stores: bumped whenever its numerics change, so that a
+    /// recorded result says which storage it measured (scaled 2: GELU′ in 8 bits instead
+    /// of 4).
+    pub fn revision(self) -> u32 {
+        match self {
+            Self::Exact | Self::Paper => 1,
+            Self::Scaled => 2,
+        }
+    }
 
     /// The mode's name as written on the command line.
     pub fn name(self) -> &'static str {
@@ -60,7 +70,7 @@ pub struct CompressionConfig {
     pub attention_scores: Compression,
     /// P and V saved by `softmax · V` (paper: P uint8 Q0.8, V int8 Q3.4).
     pub attention_context: Compression,
-    /// The GELU input (paper: 4-bit Q2.1, two values per byte).
+    /// The GELU input (paper: 4-bit Q2.1, two values per byte; scaled: GELU′ in 8 bits).
     pub gelu: Compression,
     /// The FFN2 input when FFN2 trains (paper: int8 Q3.4).
     pub ffn2_input: Compression,

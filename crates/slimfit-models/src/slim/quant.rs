@@ -69,7 +69,8 @@ fn row_absmax<B: Backend>(x: &Tensor<B, 2>) -> Tensor<B, 2> {
     x.clone().abs().max_dim(1).clamp_min(1e-30)
 }
 
-/// An activation stored with 8 bits per value.
+/// An activation stored with 8 bits per value: fixed point, per-row absmax, or evenly
+/// spaced over a known range.
 #[derive(Debug, Clone)]
 pub struct Quant8<B: Backend> {
     codes: Tensor<B, 2, Int>,
@@ -169,6 +170,24 @@ impl<B: Backend> Quant8<B> {
         Self {
             codes: codes.round().clamp(0.0, 255.0).cast(IntDType::U8),
             scale,
+            shape,
+        }
+    }
+
+    /// Values known to lie in `[low, high]` (e.g. a bounded derivative), 256 evenly spaced
+    /// levels over that range; values outside clip.
+    pub fn affine<const D: usize>(x: Tensor<B, D>, low: f64, high: f64) -> Self {
+        let (x, shape) = rows(x);
+        let step = (high - low) / 255.0;
+        let codes = x
+            .sub_scalar(low)
+            .div_scalar(step)
+            .round()
+            .clamp(0.0, 255.0)
+            .cast(IntDType::U8);
+        Self {
+            codes,
+            scale: Scale8::Affine { low, step },
             shape,
         }
     }
