@@ -539,7 +539,7 @@ fn fit_step(
     }
     state.request.trainable = trainable.to_vec();
     if let Some(tokens) = context.tokens {
-        // k was fitted at the longest allowed length; this step's batch may be shorter.
+        // k was fitted at the longest training sequence; this step's batch may be shorter.
         state.request.seq = tokens;
     }
     let shed =
@@ -1001,22 +1001,21 @@ where
         SequenceTask::Classification { num_labels } => num_labels,
         SequenceTask::Regression => 1,
     };
+    let lengths: Vec<usize> = train_set.rows.iter().map(|r| r.input_ids.len()).collect();
+    let longest = lengths.iter().copied().max().unwrap_or(0);
     let (rate, mut budget) = budget_setting(
         config,
         || crate::accountant::encoder_shape(&model_config, num_labels),
-        config.max_len,
+        // Batches pad to their longest row, so the widest batch is the longest training
+        // sequence (≤ --max-len): the worst case to fit, not --max-len itself.
+        longest,
         // Everything live now (runtime, data, the loaded model) stays for the whole run.
         counting::live(),
         &candidates,
         rate,
     )?;
     let schedule = schedule_of(config, rate, candidates, t, formula);
-    let lengths: Vec<usize> = train_set.rows.iter().map(|r| r.input_ids.len()).collect();
-    let sizes = (
-        train_set.rows.len(),
-        dev_set.rows.len(),
-        lengths.iter().copied().max().unwrap_or(0),
-    );
+    let sizes = (train_set.rows.len(), dev_set.rows.len(), longest);
     let mut workload = TextWorkload {
         train: train_set,
         dev: dev_set,

@@ -150,6 +150,41 @@ fn full_policy_trains_everything_and_paper_variant_runs() {
     assert!(paper.loss_curve.iter().all(|l| l.is_finite()));
 }
 
+/// Batches pad to their longest row, so budget mode fits k at the longest training sequence
+/// (here ~20 tokens), not at `--max-len`: raising `--max-len` beyond the data changes
+/// nothing, and a budget that fits the data is not refused for lengths it never sees.
+#[test]
+fn budget_mode_fits_the_longest_training_sequence_not_max_len() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rte(dir.path());
+    let budgeted = |max_len, budget| TrainConfig {
+        max_len,
+        memory_budget: Some(budget),
+        ..config(dir.path(), PolicyKind::Ils, Variant::Default)
+    };
+    let generous = slimfit_memory::Bytes(4 << 30);
+    let short = run(budgeted(64, generous));
+    let fit = short.budget.clone().unwrap();
+    assert!(short.longest_train_sequence < 64);
+    assert_eq!(fit.trainable_units, short.total_units);
+    // Barely above what the data needs with every unit trainable (16 MiB for what else the
+    // process holds by the second run: its runtime overhead grows by a few MiB), at 8× the
+    // length: a 512-token step would need hundreds of MiB more.
+    let tight = fit.predicted_worst_case_peak + slimfit_memory::Bytes(16 << 20);
+    let long = run(budgeted(512, tight));
+    let long_fit = long.budget.clone().unwrap();
+    assert_eq!(long.longest_train_sequence, short.longest_train_sequence);
+    // The same step planned: equal peaks once each run's runtime overhead is set aside.
+    let step = |f: &slimfit_trainer::train::BudgetReport| {
+        f.predicted_worst_case_peak.0 as i64 - f.runtime_overhead.0 as i64
+    };
+    assert!(
+        (step(&long_fit) - step(&fit)).abs() < 1 << 20,
+        "{long_fit:?} vs {fit:?}"
+    );
+    assert_eq!(long_fit.trainable_units, long.total_units);
+}
+
 fn cli(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_slimfit-trainer"))
         .args(args)
