@@ -201,9 +201,13 @@ pub(crate) fn saved(
                     0
                 };
                 layer += 3 * (d.tokens * d.hidden + row_scale) + d.scores + row_scale;
-                // Dropout masks: on V (rows of one head), after attention, after the FFN.
+                // Dropout masks: attention's on V (paper, as the reference) or on P (scaled,
+                // as BERT), after attention, after the FFN.
                 if shape.attention_dropout {
-                    layer += mask(d.score_rows, d.head_dim, storage);
+                    layer += match storage {
+                        Scaled => mask(d.score_rows, d.scores / d.score_rows, storage),
+                        _ => mask(d.score_rows, d.head_dim, storage),
+                    };
                 }
                 layer += 2 * hidden_mask;
                 // GELU: the input in 4 bits (paper), GELU′ in 8 bits (scaled).

@@ -203,8 +203,18 @@ impl Workspace {
     ///   backward: the unpacked GELU input, GELU′ at it, the incoming gradient and the
     ///   product (4 × `[N,F]`), or dequantised P, dP, dP⊙P and dS (3 score buffers);
     /// - scaled forward: as paper plus GELU′ evaluated for storage (4 × `[N,F]`);
-    ///   backward: the dequantised GELU′ is read directly (3 × `[N,F]`).
-    pub fn of(storage: ActivationStorage) -> Self {
+    ///   backward: the dequantised GELU′ is read directly (3 × `[N,F]`). With attention
+    ///   dropout (on P, inside the fused op) forward also holds the keep draws and the
+    ///   dropped P (2.5 score buffers), and backward the unpacked mask beside P, dP and dS
+    ///   (4 score buffers).
+    pub fn of(storage: ActivationStorage, attention_dropout: bool) -> Self {
+        if storage == ActivationStorage::Scaled && attention_dropout {
+            return Self {
+                forward_scores: 2.5,
+                backward_scores: 4.0,
+                ..Self::of(storage, false)
+            };
+        }
         match storage {
             ActivationStorage::Exact => Self {
                 forward_ffn: 1.0,
@@ -321,7 +331,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
         request.layer_norm_keep,
         trainable,
     );
-    let workspace = Workspace::of(request.storage);
+    let workspace = Workspace::of(request.storage, shape.attention_dropout);
 
     // Resident.
     let bias_numel = shape.always_trained_numel() as u64;

@@ -166,8 +166,9 @@ impl<B: SlimOps> BertSelfAttention<B> {
     ///   padded keys)
     /// - output: `[batch, seq_len, hidden]` (the context, before the output projection)
     ///
-    /// With a compressing `config`, attention dropout is applied to V instead of P (as the
-    /// SlimFit reference does), which avoids keeping a `seq × seq` mask per head.
+    /// With `paper` dropout masks attention dropout is applied to V instead of P (as the
+    /// SlimFit reference does, to avoid keeping a `seq × seq` byte mask per head); otherwise
+    /// to P, as BERT does, inside the fused op (a bit per value with `scaled` masks).
     pub fn forward(
         &self,
         hidden: Tensor<B, 3>,
@@ -188,9 +189,13 @@ impl<B: SlimOps> BertSelfAttention<B> {
         let context = if config.is_exact() {
             let scores = q.matmul(k.transpose()).mul_scalar(scale) + mask_bias;
             self.dropout.forward(softmax(scores, 3)).matmul(v)
-        } else {
+        } else if config.dropout_mask == Compression::Paper {
             let v = hidden_dropout(&self.dropout, v, config);
-            slim::attention(q, k, v, mask_bias, scale, config)
+            slim::attention(q, k, v, mask_bias, scale, 0.0, config)
+        } else {
+            let training = B::ad_enabled(&v.device());
+            let dropout = if training { self.dropout.prob } else { 0.0 };
+            slim::attention(q, k, v, mask_bias, scale, dropout, config)
         };
         context.swap_dims(1, 2).reshape([batch, seq_len, width])
     }

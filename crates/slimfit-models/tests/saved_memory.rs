@@ -150,6 +150,7 @@ fn attention_keeps_int8_operands_and_uint8_probabilities() {
             v,
             mask.clone(),
             0.125,
+            0.0,
             &CompressionConfig::uniform(mode),
         );
         let held = counting::live().saturating_sub(before);

@@ -221,6 +221,7 @@ fn attention_grads(mode: Option<Compression>) -> AttnGrads {
             v.clone(),
             mask,
             scale,
+            0.0,
             &CompressionConfig::uniform(m),
         ),
         None => softmax(
@@ -272,6 +273,98 @@ fn compressed_attention_gradients_close_to_exact() {
         for (name, a, b) in [("dQ", &ours.dq, &exact.dq), ("dK", &ours.dk, &exact.dk)] {
             let c = cosine(a, b);
             assert!(c > 0.99, "{mode}: {name} cosine {c}");
+        }
+    }
+}
+
+/// Dropout on P inside the fused op (BERT's attention dropout). With V the identity, the
+/// output *is* the dropped probabilities, so the mask the op drew can be read back and the
+/// reference — burn's autodiff of `(softmax(s) ⊙ mask / (1 − p))·V` — built with it. Exact
+/// operands: the same gradients whether the mask is kept in bytes or bits; scaled operands:
+/// the same directions.
+#[test]
+fn attention_dropout_on_p_matches_burn_autodiff_with_the_same_mask() {
+    const PROB: f64 = 0.3;
+    let (q, k) = (random(QKV, 31), random(QKV, 32));
+    let identity: Vec<f32> = (0..6 * 81)
+        .map(|i| ((i % 81) / 9 == i % 9) as u8 as f32)
+        .collect();
+    let v = TensorData::new(identity, [2, 3, 9, 9]);
+    let r = random([2, 3, 9, 9], 33);
+    let scale = 1.0 / 8f64.sqrt();
+    let grads_of = |o: Tensor<A, 4>, (q, k, v): (&Tensor<A, 4>, &Tensor<A, 4>, &Tensor<A, 4>)| {
+        let grads = (o * Tensor::from_data(r.clone(), &dev())).sum().backward();
+        [
+            grad_of(q, &grads).unwrap(),
+            grad_of(k, &grads).unwrap(),
+            grad_of(v, &grads).unwrap(),
+        ]
+    };
+    let zero_mask = || {
+        leaf::<4>(
+            &Tensor::<I, 4>::zeros([2, 3, 9, 9], &dev()).into_data(),
+            false,
+        )
+    };
+    for (operands, mask) in [
+        (Compression::Exact, Compression::Exact),
+        (Compression::Exact, Compression::Scaled),
+        (Compression::Scaled, Compression::Scaled),
+    ] {
+        let config = CompressionConfig {
+            dropout_mask: mask,
+            ..CompressionConfig::uniform(operands)
+        };
+        let (ql, kl, vl) = (
+            leaf::<4>(&q, true),
+            leaf::<4>(&k, true),
+            leaf::<4>(&v, true),
+        );
+        let o = slim::attention(
+            ql.clone(),
+            kl.clone(),
+            vl.clone(),
+            zero_mask(),
+            scale,
+            PROB,
+            &config,
+        );
+        let dropped = o.clone().into_data();
+        let ours = grads_of(o, (&ql, &kl, &vl));
+
+        let keep: Vec<f32> = values(dropped.clone())
+            .iter()
+            .map(|x| (*x != 0.0) as u8 as f32)
+            .collect();
+        let kept = keep.iter().sum::<f32>() / keep.len() as f32;
+        assert!((kept - 0.7).abs() < 0.1, "kept fraction {kept}");
+        let keep = Tensor::<A, 4>::from_data(TensorData::new(keep, [2, 3, 9, 9]), &dev());
+        let (qr, kr, vr) = (
+            leaf::<4>(&q, true),
+            leaf::<4>(&k, true),
+            leaf::<4>(&v, true),
+        );
+        let p = softmax(
+            qr.clone().matmul(kr.clone().transpose()).mul_scalar(scale),
+            3,
+        );
+        let o_ref = (p * keep).div_scalar(1.0 - PROB).matmul(vr.clone());
+        let forward = max_abs_diff(&values(dropped), &values(o_ref.clone().into_data()));
+        assert!(forward < 1e-6, "forward differs by {forward}");
+        let reference = grads_of(o_ref, (&qr, &kr, &vr));
+        for (name, a, b) in ["dQ", "dK", "dV"]
+            .iter()
+            .zip(&ours)
+            .zip(&reference)
+            .map(|((n, a), b)| (n, a, b))
+        {
+            if operands == Compression::Exact {
+                let d = max_abs_diff(a, b);
+                assert!(d < 1e-5, "{mask} mask: {name} differs by {d}");
+            } else {
+                let c = cosine(a, b);
+                assert!(c > 0.99, "scaled: {name} cosine {c}");
+            }
         }
     }
 }

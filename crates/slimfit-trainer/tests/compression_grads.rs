@@ -38,6 +38,8 @@ const SENTENCES: [(&str, Option<&str>); 8] = [
 
 type Inner = <B as burn::tensor::backend::AutodiffBackend>::InnerBackend;
 
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn try_unit_grad(grads: &GradientsParams, unit: &Unit) -> Option<Vec<f32>> {
     let data = match unit.shape.len() {
         1 => grads.get::<Inner, 1>(unit.param_id).map(|t| t.into_data()),
@@ -80,13 +82,18 @@ impl Fixture {
         // Dropout off: every run must see the same network.
         config.hidden_dropout_prob = 0.0;
         config.attention_probs_dropout_prob = 0.0;
-        <B as burn::tensor::backend::Backend>::seed(&device, 7);
-        let model = BertForSequenceClassification::<B>::load(
-            &mut checkpoint.weights(&device).unwrap(),
-            &config,
-            SequenceTask::Classification { num_labels: 2 },
-        )
-        .unwrap();
+        // The new head is drawn from the backend's process-wide RNG: the tests of this file
+        // run in parallel threads, so seed and draw under a lock to get the same head.
+        let model = {
+            let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+            <B as burn::tensor::backend::Backend>::seed(&device, 7);
+            BertForSequenceClassification::<B>::load(
+                &mut checkpoint.weights(&device).unwrap(),
+                &config,
+                SequenceTask::Classification { num_labels: 2 },
+            )
+            .unwrap()
+        };
         let tokenizer = WordPieceTokenizer::from_dir(&dir, 128).unwrap();
         let rows: Vec<_> = SENTENCES
             .iter()

@@ -12,7 +12,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Shape, Tensor, TensorMetadata, backend::Backend};
 
-use super::attention::{self, AttentionState};
+use super::attention::{self, AttentionForward, AttentionOptions, AttentionState};
 use super::gelu::{self, SavedGelu};
 use super::layer_norm::{self, SavedNormalised};
 use super::linear::{self, SavedInput};
@@ -214,9 +214,7 @@ impl<B: SlimOps, C: CheckpointStrategy> SlimOps for Autodiff<B, C> {
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         mask_bias: FloatTensor<Self>,
-        scale: f64,
-        scores: Compression,
-        context: Compression,
+        options: AttentionOptions,
     ) -> FloatTensor<Self> {
         let tracked = (q.is_tracked(), k.is_tracked(), v.is_tracked());
         let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
@@ -225,17 +223,18 @@ impl<B: SlimOps, C: CheckpointStrategy> SlimOps for Autodiff<B, C> {
             <AttentionBackward as Backward<B, 3>>::prepare::<C>(AttentionBackward, nodes)
                 .compute_bound()
                 .stateful();
-        let (p, out) = attention::forward::<B>(
+        let AttentionForward { p, keep, out } = attention::forward::<B>(
             qp.clone(),
             kp.clone(),
             vp.clone(),
             mask_bias.primitive,
-            scale,
+            options.scale,
+            options.dropout,
         );
         match prepared {
             OpsKind::Tracked(prep) => {
-                let operands = (tensor(qp), tensor(kp), tensor(vp), p);
-                let state = AttentionState::new(operands, tracked, scale, scores, context);
+                let operands = [tensor(qp), tensor(kp), tensor(vp)];
+                let state = AttentionState::new(operands, (p, keep), tracked, &options);
                 prep.finish(state, prim(out))
             }
             OpsKind::UnTracked(prep) => prep.finish(prim(out)),

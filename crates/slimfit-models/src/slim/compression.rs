@@ -18,7 +18,8 @@ pub enum Compression {
     /// Our default: absmax-scaled int8 with one scale per row (last dimension) where the
     /// paper uses Q3.4 / Q0.8, so nothing clips; GELU keeps its *derivative* in 8 bits
     /// (bounded, so a fixed range loses nothing); a frozen LayerNorm keeps its normalised
-    /// output in int8 instead of the top 10 %; dropout masks take one bit per value.
+    /// output in int8 instead of the top 10 %; dropout masks take one bit per value, so
+    /// attention dropout stays on P as in BERT (the reference moves it to V).
     Scaled,
 }
 
@@ -26,13 +27,13 @@ impl Compression {
     /// All modes, for command-line help and sweeps.
     pub const ALL: [Compression; 3] = [Self::Exact, Self::Paper, Self::Scaled];
 
-    /// Revision of what the mode stores: bumped whenever its numerics change, so that a
-    /// recorded result says which storage it measured (scaled 2: GELU′ in 8 bits instead
-    /// of 4).
+    /// Revision of what the mode stores and computes: bumped whenever its numerics change,
+    /// so that a recorded result says which storage it measured (scaled 2: GELU′ in 8 bits
+    /// instead of 4; 3: attention dropout on P, as BERT, instead of on V).
     pub fn revision(self) -> u32 {
         match self {
             Self::Exact | Self::Paper => 1,
-            Self::Scaled => 2,
+            Self::Scaled => 3,
         }
     }
 
@@ -77,7 +78,8 @@ pub struct CompressionConfig {
     /// A frozen LayerNorm's state (paper: top-k of the normalised output + per-row std;
     /// scaled: the normalised output in int8 + per-row std).
     pub layer_norm: Compression,
-    /// Dropout keep masks (exact/paper: one byte per value; scaled: one bit).
+    /// Dropout keep masks (exact/paper: one byte per value; scaled: one bit). `paper` also
+    /// moves attention dropout from P to V, as the reference does.
     pub dropout_mask: Compression,
     /// Fraction of the normalised output a frozen LayerNorm keeps (paper: 0.1).
     pub layer_norm_keep: f32,

@@ -22,7 +22,7 @@ pub(super) enum SavedMask<B: Backend> {
 }
 
 impl<B: Backend> SavedMask<B> {
-    fn new(keep: Tensor<B, 2>, storage: Compression) -> Self {
+    pub(super) fn new(keep: Tensor<B, 2>, storage: Compression) -> Self {
         match storage {
             Compression::Scaled => {
                 let [rows, n] = keep.dims();
@@ -49,7 +49,7 @@ impl<B: Backend> SavedMask<B> {
         }
     }
 
-    fn restore(self) -> Tensor<B, 2> {
+    pub(super) fn restore(self) -> Tensor<B, 2> {
         match self {
             Self::Bytes(mask) => mask.cast(FloatDType::F32),
             Self::Bits { packed, rows, n } => {

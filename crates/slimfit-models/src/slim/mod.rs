@@ -8,8 +8,8 @@
 //! | op | saved when its weight trains | saved when frozen |
 //! |---|---|---|
 //! | [`linear`] | input (fp32, or int8 for FFN2) | nothing |
-//! | [`attention`] (`softmax(QKᵀ·s + mask)·V`) | Q, K (int8); P (uint8); V (int8) | same |
-//! | [`gelu`] | input 4-bit (paper) / derivative 4-bit (scaled) | same |
+//! | [`attention`] (`dropout(softmax(QKᵀ·s + mask))·V`) | Q, K (int8); P (uint8); V (int8); P's dropout mask (bits, scaled) | same |
+//! | [`gelu`] | input 4-bit (paper) / derivative 8-bit (scaled) | same |
 //! | [`layer_norm`] | normalised input (fp32) + per-row 1/σ | top-k (paper) / int8 (scaled) of it + 1/σ |
 //! | [`dropout`] | the keep mask, one byte (paper) or bit (scaled) per value | same |
 //!
@@ -28,6 +28,7 @@ pub mod quant;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 
+pub use attention::AttentionOptions;
 pub use compression::{Compression, CompressionConfig};
 
 /// Backend extension with SlimFit's memory-saving autodiff ops. The default methods compute
@@ -45,20 +46,18 @@ pub trait SlimOps: Backend {
         linear::forward::<Self>(x, weight, bias)
     }
 
-    /// `softmax(Q·Kᵀ·scale + mask_bias)·V`, `Q, K, V: [batch, heads, seq, head_dim]`,
-    /// `mask_bias` (constant) broadcastable to `[batch, heads, seq, seq]` — pass it full-size:
-    /// flex broadcasts higher-rank tensors slowly.
+    /// `dropout(softmax(Q·Kᵀ·scale + mask_bias))·V`, `Q, K, V: [batch, heads, seq,
+    /// head_dim]`, `mask_bias` (constant) broadcastable to `[batch, heads, seq, seq]` — pass
+    /// it full-size: flex broadcasts higher-rank tensors slowly. Dropout is the identity on
+    /// inference backends.
     fn slim_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         mask_bias: FloatTensor<Self>,
-        scale: f64,
-        scores: Compression,
-        context: Compression,
+        options: AttentionOptions,
     ) -> FloatTensor<Self> {
-        let _ = (scores, context);
-        prim(attention::forward::<Self>(q, k, v, mask_bias, scale).1)
+        prim(attention::forward::<Self>(q, k, v, mask_bias, options.scale, 0.0).out)
     }
 
     /// Exact (erf) GELU; keeps its input as `save` says.
@@ -131,7 +130,9 @@ pub fn linear<B: SlimOps, const D: usize>(
     tensor(B::slim_linear(prim(x), prim(weight), prim(bias), save))
 }
 
-/// Attention core ([`SlimOps::slim_attention`]).
+/// Attention core ([`SlimOps::slim_attention`]): `dropout(softmax(Q·Kᵀ·scale + mask))·V`
+/// with dropout probability `dropout` on the probabilities (pass 0 outside training), the
+/// storage of each saved operand as `config` says.
 ///
 /// # Shapes
 /// - q, k, v: `[batch, heads, seq, head_dim]`, mask_bias: `[batch, heads, seq, seq]`
@@ -142,16 +143,22 @@ pub fn attention<B: SlimOps>(
     v: Tensor<B, 4>,
     mask_bias: Tensor<B, 4>,
     scale: f64,
+    dropout: f64,
     config: &CompressionConfig,
 ) -> Tensor<B, 4> {
+    let options = AttentionOptions {
+        scale,
+        scores: config.attention_scores,
+        context: config.attention_context,
+        dropout,
+        dropout_mask: config.dropout_mask,
+    };
     tensor(B::slim_attention(
         prim(q),
         prim(k),
         prim(v),
         prim(mask_bias),
-        scale,
-        config.attention_scores,
-        config.attention_context,
+        options,
     ))
 }
 
