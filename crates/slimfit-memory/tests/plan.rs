@@ -60,7 +60,14 @@ fn freezing_and_compression_only_ever_reduce_the_peak() {
     let scaled = plan(&request(ActivationStorage::Scaled, 0.9)).unwrap();
     assert!(exact_frozen.total_peak_bytes < full.total_peak_bytes);
     assert!(paper.total_peak_bytes < exact_frozen.total_peak_bytes);
-    assert!(scaled.saved_activation_bytes < paper.saved_activation_bytes);
+    assert!(scaled.total_peak_bytes < exact_frozen.total_peak_bytes);
+    // Scaled spends on 8-bit GELU′, int8 frozen-LayerNorm x̂ and P's dropout mask what its
+    // bit masks save: about paper's bytes (measured on bert-base: 0.663 against 0.658 GiB).
+    let ratio = scaled.saved_activation_bytes.as_f64() / paper.saved_activation_bytes.as_f64();
+    assert!(
+        (0.9..1.05).contains(&ratio),
+        "scaled ÷ paper saved bytes {ratio}"
+    );
     // Full fine-tuning of bert-base at batch 32 × 128 peaks at the top of backward.
     assert_eq!(full.peak_phase, PeakPhase::Backward(11));
     let mut previous = Bytes(u64::MAX);
