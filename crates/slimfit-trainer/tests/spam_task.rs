@@ -241,7 +241,7 @@ fn memory_budget_bounds_the_measured_peak_of_a_real_run() {
     let _serial = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     let (_, lr, _) = Task::SpamAssassin.defaults();
     let (compression, score) = Variant::Default.defaults();
-    let budget = Bytes(345 << 20);
+    let budget = Bytes(360 << 20);
     let config = |memory_budget| TrainConfig {
         task: Task::SpamAssassin,
         data_dir: None,
