@@ -63,6 +63,13 @@ pub trait FreezePolicy {
 
     /// Short name for reports.
     fn name(&self) -> &'static str;
+
+    /// Whether [`FreezePolicy::trainable`] reads the scores. A trainer need not score
+    /// the updates of a policy that does not (SLIMFIT.md §2 costs a copy of each trainable
+    /// unit per step).
+    fn reads_scores(&self) -> bool {
+        true
+    }
 }
 
 /// Units that are not candidates always train; candidates are chosen by `pick`.
@@ -149,6 +156,10 @@ impl FreezePolicy for Full {
     fn name(&self) -> &'static str {
         "full"
     }
+
+    fn reads_scores(&self) -> bool {
+        false
+    }
 }
 
 /// The lowest-index `floor(r·t)` candidates stay frozen for the whole run.
@@ -174,6 +185,10 @@ impl FreezePolicy for StaticPrefix {
 
     fn name(&self) -> &'static str {
         "static-prefix"
+    }
+
+    fn reads_scores(&self) -> bool {
+        false
     }
 }
 
@@ -225,12 +240,47 @@ impl FreezePolicy for RandomFreeze {
     fn name(&self) -> &'static str {
         "random"
     }
+
+    fn reads_scores(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use slimfit_dynamics::{ScoreFormula, UnitScores};
+
+    /// `reads_scores` is what lets a trainer skip scoring: a policy that says `false` must
+    /// pick the same sets whatever the scores, and ILS must not.
+    #[test]
+    fn only_ils_reads_the_scores() {
+        let rate = FreezeRate::new(0.5).unwrap();
+        let candidates = vec![true; 8];
+        let rising: Vec<f64> = (0..8).map(f64::from).collect();
+        let falling: Vec<f64> = rising.iter().rev().copied().collect();
+        let mut policies: Vec<(Box<dyn FreezePolicy>, Box<dyn FreezePolicy>)> = vec![
+            (Box::new(Full), Box::new(Full)),
+            (
+                Box::new(StaticPrefix::new(rate, candidates.clone())),
+                Box::new(StaticPrefix::new(rate, candidates.clone())),
+            ),
+            (
+                Box::new(RandomFreeze::new(rate, candidates.clone(), 1, 7)),
+                Box::new(RandomFreeze::new(rate, candidates.clone(), 1, 7)),
+            ),
+            (
+                Box::new(Ils::new(rate, candidates.clone())),
+                Box::new(Ils::new(rate, candidates.clone())),
+            ),
+        ];
+        for (a, b) in &mut policies {
+            let differs =
+                (0..5).any(|step| a.trainable(step, &rising) != b.trainable(step, &falling));
+            assert_eq!(differs, a.reads_scores(), "{}", a.name());
+        }
+        assert!(policies[3].0.reads_scores(), "ILS reads them");
+    }
 
     #[test]
     fn freezing_order_is_by_score_with_nan_last_and_skips_non_candidates() {

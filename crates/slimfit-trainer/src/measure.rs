@@ -19,7 +19,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use slimfit_memory::Bytes;
 use slimfit_models::{
     BertConfig, BertForSequenceClassification, BertInput, CompressionConfig, HasUnits, InitSource,
@@ -29,7 +29,7 @@ use slimfit_models::{
 use crate::backend::BACKEND_NAME;
 
 /// What happens to the Adam moments of frozen units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerStatePolicy {
     /// Kept while frozen (the reference behaviour): every unit ever trained costs 2× its size.

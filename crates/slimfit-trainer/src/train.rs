@@ -248,6 +248,10 @@ pub struct TrainReport {
     /// accountant's prediction for the same steps beside it.
     #[serde(default)]
     pub step_peak_bytes: Vec<Bytes>,
+    /// Whether each step copied its trainable units to score their update (SLIMFIT.md §2):
+    /// only under a policy that reads the scores (ILS). The copies count in `peak_bytes`.
+    #[serde(default)]
+    pub score_snapshots: bool,
     /// Budget mode: units trainable per step and the accountant's worst-case peak.
     pub budget: Option<BudgetReport>,
     /// Wall time, seconds.
@@ -416,7 +420,9 @@ fn fit_budget(
     .parameters;
     let runtime_overhead = Bytes(live_with_model.0.saturating_sub(weights.0));
     request.runtime_overhead = runtime_overhead;
-    request.score_snapshots = config.policy != PolicyKind::Full;
+    // The loop scores (copies units) only for a policy that reads scores: ILS alone
+    // (`FreezePolicy::reads_scores`; the trainer's tests check the two agree).
+    request.score_snapshots = config.policy == PolicyKind::Ils;
     request.accumulated_gradients = config.grad_accum > 1;
     let fit = slimfit_memory::fit_budget(&request, budget)
         .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?;
@@ -679,6 +685,8 @@ pub struct LoopOutcome {
     pub trained_per_step: Vec<Vec<u16>>,
     /// Measured peak of each optimizer step, where measured ([`measured_peak`]).
     pub step_peaks: Vec<Bytes>,
+    /// Whether each step copied its trainable units to score their update.
+    pub score_snapshots: bool,
 }
 
 /// The gradients of one optimizer step over `micro_batches` (k of them) and the mean of
@@ -760,8 +768,12 @@ where
         trained_count: vec![0; t],
         trained_per_step: Vec::with_capacity(total_steps),
         step_peaks: Vec::with_capacity(total_steps),
+        score_snapshots: false,
     };
     let measuring = measured_peak().is_some();
+    // Scoring copies every trainable unit twice a step: only for a policy that reads scores.
+    let scoring = schedule.policy.reads_scores();
+    outcome.score_snapshots = scoring;
     let mut trained_last = vec![false; t];
     let head_warmup_steps = (schedule.head_warmup * total_steps as f64).round() as usize;
     let mut step = 0;
@@ -805,7 +817,7 @@ where
             model = model.with_trainable(units, &trainable);
             let wanted: HashMap<ParamId, usize> = units
                 .iter()
-                .filter(|u| trainable[u.index])
+                .filter(|u| scoring && trainable[u.index])
                 .map(|u| (u.param_id, u.index))
                 .collect();
             let before = snapshot::<B, _>(&model, &wanted);
@@ -828,7 +840,14 @@ where
                     .scores
                     .record(*unit, old, &after[unit])
                     .expect("same unit, same length");
-                outcome.trained_count[*unit] += 1;
+            }
+            for (count, _) in outcome
+                .trained_count
+                .iter_mut()
+                .zip(&trainable)
+                .filter(|(_, trains)| **trains)
+            {
+                *count += 1;
             }
             if measuring {
                 outcome.step_peaks.push(counting::window_peak());
@@ -927,6 +946,7 @@ fn report_of(
         trained_units_per_step: outcome.trained_per_step,
         peak_bytes: None,
         step_peak_bytes: outcome.step_peaks,
+        score_snapshots: outcome.score_snapshots,
         budget,
         wall_seconds: 0.0,
         compression_revision: config.compression.revision(),
@@ -1400,6 +1420,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Budget mode plans score snapshots for ILS alone; the loop takes them for a policy
+    /// that reads scores. The two must agree, or budget plans miss (or invent) the copies.
+    #[test]
+    fn budget_plans_snapshots_exactly_for_the_policies_whose_updates_are_scored() {
+        let rate = FreezeRate::new(0.5).unwrap();
+        for kind in [
+            PolicyKind::Ils,
+            PolicyKind::Full,
+            PolicyKind::StaticPrefix,
+            PolicyKind::Random,
+        ] {
+            let policy = make_policy(kind, rate, vec![true; 4], 0);
+            assert_eq!(policy.reads_scores(), kind == PolicyKind::Ils, "{kind:?}");
+        }
+    }
 
     #[test]
     fn layer_norm_and_layer_scale_do_not_decay() {
