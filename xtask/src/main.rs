@@ -55,6 +55,12 @@ enum Task {
     /// Writes <out>/table.md, table.json, SVG figures, and one JSON file per finished
     /// (task, method, seed) under <out>/cells/, which a rerun reuses (resume).
     ReproduceTable(reproduce::Args),
+    /// One cell of `reproduce-table --jobs N`, in a worker process of its own (internal).
+    #[command(hide = true)]
+    TrainCell {
+        /// The cell, as JSON.
+        job: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -74,6 +80,7 @@ fn main() -> Result<()> {
             tch_parity(venv.unwrap_or_else(|| assets::home().join("torch-venv")))
         }
         Task::ReproduceTable(args) => reproduce::run(&args),
+        Task::TrainCell { job } => reproduce::run_job(&job),
     }
 }
 

@@ -122,6 +122,43 @@ pub struct Args {
     /// already finished (the partial table of a stopped run; each method lists its seeds).
     #[arg(long, conflicts_with = "dry_run")]
     pub finished_only: bool,
+    /// Cells trained at once, each in its own process (so each measures its own peak) with
+    /// an equal share of the cores' threads. On 2 cores `--jobs 2` trains about 1.9× the
+    /// cells per hour (docs/BENCHMARKS.md): one burn CPU process barely uses a second
+    /// thread. A default cell waits for its paper cell (its budget).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Training examples per task, overriding the profile's (a smoke test at your own
+    /// size; cells remember their settings, so other cells are never mixed in).
+    #[arg(long)]
+    pub max_train_examples: Option<usize>,
+    /// Dev examples per task, overriding the profile's.
+    #[arg(long)]
+    pub max_dev_examples: Option<usize>,
+    /// Epochs, overriding the profile's.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Tokens per sequence, overriding the profile's.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+}
+
+impl Args {
+    /// Applies `--max-train-examples`, `--max-dev-examples`, `--epochs` and `--max-len`.
+    fn override_settings(&self, settings: &mut TaskSettings) {
+        if let Some(n) = self.max_train_examples {
+            settings.max_train_examples = Some(n);
+        }
+        if let Some(n) = self.max_dev_examples {
+            settings.max_dev_examples = Some(n);
+        }
+        if let Some(n) = self.epochs {
+            settings.epochs = n;
+        }
+        if let Some(n) = self.max_len {
+            settings.max_len = n;
+        }
+    }
 }
 
 /// One row of the comparison: a freezing policy with its variant.
@@ -445,6 +482,17 @@ impl CellStore {
                 spec.method.compression()
             ));
         }
+        // Before the trainer skipped them (reports without the field), every run copied its
+        // trainable units around each update to score it, whatever the policy: the peak and
+        // time of a policy that reads no scores carry copies it does not need.
+        let snapshots = record.report["score_snapshots"].as_bool().unwrap_or(true);
+        if snapshots && spec.method.policy() != PolicyKind::Ils {
+            return Err(format!(
+                "{} measured score snapshots that a {} run no longer takes",
+                path.display(),
+                spec.method.key()
+            ));
+        }
         if let Err(e) = table::ReportView::parse(&record.report) {
             return Err(format!("{}: {e}", path.display()));
         }
@@ -636,11 +684,127 @@ pub struct RunContext {
     pub model: PathBuf,
     /// Output directory.
     pub out: PathBuf,
+    /// Cells trained at once (`--jobs`); above 1, each in a process of its own.
+    pub jobs: usize,
 }
 
-/// Runs every cell of `specs` that has no reusable record in `<out>/cells/`, in order,
-/// saving each as it finishes and calling `after_cell` with every record so far (done ones
-/// first, in spec order) after each trained cell.
+/// One cell for a worker process (`xtask train-cell`): what [`train_cell`] needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellJob {
+    /// [`CellSpec::profile`].
+    pub profile: String,
+    /// GLUE task name.
+    pub task: String,
+    /// The method.
+    pub method: Method,
+    /// The seed.
+    pub seed: u64,
+    /// The settings.
+    pub settings: TaskSettings,
+    /// GLUE root.
+    pub glue: PathBuf,
+    /// Checkpoint directory.
+    pub model: PathBuf,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Training and dev tokens ([`token_counts`]).
+    pub tokens: (u64, u64),
+    /// The default method's budget ([`budget_of`]).
+    pub memory_budget: Option<Bytes>,
+}
+
+impl CellJob {
+    fn spec(&self) -> Result<CellSpec> {
+        Ok(CellSpec {
+            profile: self.profile.clone(),
+            task: self
+                .task
+                .parse()
+                .map_err(|_| anyhow::anyhow!("unknown GLUE task {:?}", self.task))?,
+            method: self.method,
+            seed: self.seed,
+            settings: self.settings.clone(),
+        })
+    }
+}
+
+/// `xtask train-cell JOB`: trains the cell `job` (JSON of a [`CellJob`]) and saves its
+/// record, as one of `--jobs`' worker processes.
+pub fn run_job(job: &str) -> Result<()> {
+    let job: CellJob = serde_json::from_str(job).context("train-cell: not a cell job")?;
+    let spec = job.spec()?;
+    let ctx = RunContext {
+        glue: job.glue.clone(),
+        model: job.model.clone(),
+        out: job.out.clone(),
+        jobs: 1,
+    };
+    let device = backend::default_device()?;
+    train_cell(&spec, &ctx, &device, job.tokens, job.memory_budget)?;
+    Ok(())
+}
+
+/// Trains `spec` and saves its record under `<out>/cells/`; progress lines are tagged with
+/// the cell where cells run in parallel.
+fn train_cell(
+    spec: &CellSpec,
+    ctx: &RunContext,
+    device: &backend::Device,
+    counts: (u64, u64),
+    memory_budget: Option<Bytes>,
+) -> Result<CellRecord> {
+    let store = CellStore::new(&ctx.out);
+    let tag = format!(
+        "{} {} seed {}",
+        spec.task.name(),
+        spec.method.key(),
+        spec.seed
+    );
+    let start = Instant::now();
+    let every = |total: usize| (total / 10).max(1);
+    let report = train::<TrainingBackend>(
+        spec.train_config(&ctx.glue, &ctx.model, memory_budget),
+        device,
+        |step, total, loss, frozen| {
+            if step % every(total) == 0 || step == total {
+                println!(
+                    "    {tag}: step {step}/{total}: loss {loss:.4}, {frozen} units frozen, {:.0} s",
+                    start.elapsed().as_secs_f64()
+                );
+                let _ = std::io::stdout().flush();
+            }
+        },
+    )
+    .with_context(|| format!("training {tag}"))?;
+    let record = CellRecord {
+        profile: spec.profile.clone(),
+        task: spec.task.name().to_string(),
+        method: spec.method,
+        seed: spec.seed,
+        backend: BACKEND_NAME.to_string(),
+        settings: spec.settings.clone(),
+        train_tokens: counts.0,
+        dev_tokens: counts.1,
+        memory_budget,
+        report: serde_json::to_value(&report)?,
+    };
+    let path = store.save(spec, &record)?;
+    let view = table::ReportView::parse(&record.report)?;
+    println!(
+        "    {tag}: done in {:.0} s: {} · peak {} → {}",
+        view.wall_seconds,
+        view.metrics_text(),
+        view.peak_bytes
+            .map_or("not measured".to_string(), |b| Bytes(b).to_string()),
+        path.display()
+    );
+    Ok(record)
+}
+
+/// Runs every cell of `specs` that has no reusable record in `<out>/cells/`, in order
+/// (`ctx.jobs` at once, each in a worker process, where above 1), saving each as it
+/// finishes and calling `after_cell` with every record so far (done ones first, in spec
+/// order) after each trained cell.
 pub fn run_cells(
     specs: &[CellSpec],
     ctx: &RunContext,
@@ -649,26 +813,21 @@ pub fn run_cells(
     let store = CellStore::new(&ctx.out);
     let mut done = store.reusable(specs, true);
     let reused = done.iter().filter(|r| r.is_some()).count();
-    let todo = specs.len() - reused;
-    let device = backend::default_device()?;
+    let todo: Vec<usize> = (0..specs.len()).filter(|&i| done[i].is_none()).collect();
     let mut tokens: HashMap<String, (u64, u64)> = HashMap::new();
-    let mut computed = 0;
-    for (i, spec) in specs.iter().enumerate() {
-        if done[i].is_some() {
-            continue;
-        }
-        computed += 1;
+    let mut counts_of = |spec: &CellSpec| -> Result<(u64, u64)> {
         let key = format!("{}{:?}", spec.task.name(), spec.settings);
-        let counts = match tokens.get(&key) {
-            Some(c) => *c,
-            None => {
-                let c = token_counts(&ctx.glue, &ctx.model, spec.task, &spec.settings)?;
-                tokens.insert(key, c);
-                c
-            }
-        };
+        if let Some(c) = tokens.get(&key) {
+            return Ok(*c);
+        }
+        let c = token_counts(&ctx.glue, &ctx.model, spec.task, &spec.settings)?;
+        tokens.insert(key, c);
+        Ok(c)
+    };
+    let announce = |n: usize, spec: &CellSpec, budget: Option<Bytes>| {
         println!(
-            "[{computed}/{todo}] {} {} seed {} ({} epochs, batch {}, lr {:e}, {} tokens)",
+            "[{n}/{}] {} {} seed {} ({} epochs, batch {}, lr {:e}, {} tokens)",
+            todo.len(),
             spec.task.name(),
             spec.method.key(),
             spec.seed,
@@ -677,64 +836,142 @@ pub fn run_cells(
             spec.settings.lr,
             spec.settings.max_len
         );
-        let memory_budget = budget_of(spec, specs, &done).map_err(anyhow::Error::msg)?;
-        if let Some(budget) = memory_budget {
+        if let Some(budget) = budget {
             println!("    memory budget {budget} (the paper cell's measured peak)");
         }
-        let start = Instant::now();
-        let every = |total: usize| (total / 10).max(1);
-        let report = train::<TrainingBackend>(
-            spec.train_config(&ctx.glue, &ctx.model, memory_budget),
-            &device,
-            |step, total, loss, frozen| {
-                if step % every(total) == 0 || step == total {
-                    println!(
-                        "    step {step}/{total}: loss {loss:.4}, {frozen} units frozen, {:.0} s",
-                        start.elapsed().as_secs_f64()
-                    );
-                    let _ = std::io::stdout().flush();
-                }
-            },
-        )
-        .with_context(|| {
-            format!(
-                "training {} {} seed {}",
-                spec.task.name(),
-                spec.method.key(),
-                spec.seed
-            )
-        })?;
-        let record = CellRecord {
-            profile: spec.profile.clone(),
-            task: spec.task.name().to_string(),
-            method: spec.method,
-            seed: spec.seed,
-            backend: BACKEND_NAME.to_string(),
-            settings: spec.settings.clone(),
-            train_tokens: counts.0,
-            dev_tokens: counts.1,
-            memory_budget,
-            report: serde_json::to_value(&report)?,
-        };
-        let path = store.save(spec, &record)?;
-        let view = table::ReportView::parse(&record.report)?;
-        println!(
-            "    done in {:.0} s: {} · peak {} → {}",
-            view.wall_seconds,
-            view.metrics_text(),
-            view.peak_bytes
-                .map_or("not measured".to_string(), |b| Bytes(b).to_string()),
-            path.display()
-        );
-        done[i] = Some(record);
-        let so_far: Vec<CellRecord> = done.iter().flatten().cloned().collect();
-        after_cell(&so_far)?;
+    };
+    if ctx.jobs <= 1 {
+        let device = backend::default_device()?;
+        for (n, &i) in todo.iter().enumerate() {
+            let spec = &specs[i];
+            let counts = counts_of(spec)?;
+            let memory_budget = budget_of(spec, specs, &done).map_err(anyhow::Error::msg)?;
+            announce(n + 1, spec, memory_budget);
+            done[i] = Some(train_cell(spec, ctx, &device, counts, memory_budget)?);
+            let so_far: Vec<CellRecord> = done.iter().flatten().cloned().collect();
+            after_cell(&so_far)?;
+        }
+    } else {
+        let mut workers = Workers::new(ctx.jobs)?;
+        let mut waiting: Vec<usize> = todo.clone();
+        let mut started = 0;
+        while !waiting.is_empty() || !workers.running.is_empty() {
+            // Start what may start: in order, except a default cell whose paper cell is
+            // still to finish (it needs that cell's measured peak).
+            while workers.running.len() < ctx.jobs {
+                let ready = waiting.iter().position(|&i| {
+                    paper_of(&specs[i], specs).is_none_or(|paper| done[paper].is_some())
+                });
+                let Some(at) = ready else { break };
+                let i = waiting.remove(at);
+                let spec = &specs[i];
+                let memory_budget = budget_of(spec, specs, &done).map_err(anyhow::Error::msg)?;
+                started += 1;
+                announce(started, spec, memory_budget);
+                let job = CellJob {
+                    profile: spec.profile.clone(),
+                    task: spec.task.name().to_string(),
+                    method: spec.method,
+                    seed: spec.seed,
+                    settings: spec.settings.clone(),
+                    glue: ctx.glue.clone(),
+                    model: ctx.model.clone(),
+                    out: ctx.out.clone(),
+                    tokens: counts_of(spec)?,
+                    memory_budget,
+                };
+                workers.start(i, &job)?;
+            }
+            if workers.running.is_empty() {
+                bail!("cells left that cannot start: {waiting:?}");
+            }
+            let i = workers.wait_any()?;
+            let record = store
+                .load(&specs[i], BACKEND_NAME)
+                .map_err(anyhow::Error::msg)?
+                .with_context(|| {
+                    format!(
+                        "the worker left no record at {}",
+                        store.path(&specs[i]).display()
+                    )
+                })?;
+            done[i] = Some(record);
+            let so_far: Vec<CellRecord> = done.iter().flatten().cloned().collect();
+            after_cell(&so_far)?;
+        }
     }
     Ok(RunOutcome {
         records: done.into_iter().flatten().collect(),
-        computed,
+        computed: todo.len(),
         reused,
     })
+}
+
+/// The index of the paper cell a default cell's budget comes from (`None` for the other
+/// methods, and where that cell is not among `specs`: [`budget_of`] says so).
+fn paper_of(spec: &CellSpec, specs: &[CellSpec]) -> Option<usize> {
+    if spec.method != Method::SlimfitDefault {
+        return None;
+    }
+    specs.iter().position(|s| {
+        s.method == Method::SlimfitPaper
+            && s.task == spec.task
+            && s.seed == spec.seed
+            && s.settings == spec.settings
+    })
+}
+
+/// `--jobs`' worker processes: this executable's `train-cell`, each with an equal share of
+/// the machine's threads (unless `RAYON_NUM_THREADS` is set).
+struct Workers {
+    exe: PathBuf,
+    threads: usize,
+    running: Vec<(usize, std::process::Child)>,
+}
+
+impl Workers {
+    fn new(jobs: usize) -> Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Self {
+            exe: std::env::current_exe().context("locating this executable for --jobs")?,
+            threads: (cores / jobs).max(1),
+            running: Vec::new(),
+        })
+    }
+
+    fn start(&mut self, index: usize, job: &CellJob) -> Result<()> {
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.arg("train-cell").arg(serde_json::to_string(job)?);
+        if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+            cmd.env("RAYON_NUM_THREADS", self.threads.to_string());
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {} train-cell", self.exe.display()))?;
+        self.running.push((index, child));
+        Ok(())
+    }
+
+    /// Waits for a worker to finish; its cell's index. A failed worker stops the others
+    /// (their cells are lost, the finished ones are saved).
+    fn wait_any(&mut self) -> Result<usize> {
+        loop {
+            for at in 0..self.running.len() {
+                if let Some(status) = self.running[at].1.try_wait()? {
+                    let (index, _) = self.running.remove(at);
+                    if !status.success() {
+                        for (_, child) in &mut self.running {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                        }
+                        bail!("a worker failed ({status}); see its error above");
+                    }
+                    return Ok(index);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
 }
 
 /// The memory budget of `spec`: for [`Method::SlimfitDefault`], the measured peak of the
@@ -991,11 +1228,12 @@ pub fn run(args: &Args) -> Result<()> {
             .filter(|p| !p.is_file())
             .collect();
         if missing.is_empty() {
-            let settings = if args.quick {
+            let mut settings = if args.quick {
                 TaskSettings::quick(task)
             } else {
                 TaskSettings::reference(task)
             };
+            args.override_settings(&mut settings);
             tasks.push((task, settings));
         } else {
             let reason = format!(
@@ -1023,6 +1261,7 @@ pub fn run(args: &Args) -> Result<()> {
         glue: glue.clone(),
         model: model.clone(),
         out: args.out.clone(),
+        jobs: usize::from(args.jobs),
     };
 
     // The plan and its estimate.

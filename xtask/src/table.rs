@@ -16,6 +16,7 @@ use slimfit_memory::{Bytes, PlanRequest, plan};
 use slimfit_models::{CheckpointDir, Compression};
 use slimfit_trainer::accountant::{encoder_shape, optimizer_state, runtime_overhead, storage};
 use slimfit_trainer::measure::OptimizerStatePolicy;
+use slimfit_trainer::train::PolicyKind;
 
 use crate::reproduce::{CellRecord, Method, PlanRow, TaskSettings};
 
@@ -71,8 +72,24 @@ pub struct ReportView {
     /// Indices of the units that trained at each step, where the trainer records them.
     #[serde(default)]
     pub trained_units_per_step: Option<Vec<Vec<usize>>>,
+    /// Budget mode's record, where the run had a budget.
+    #[serde(default)]
+    pub budget: Option<BudgetView>,
+    /// Whether each step copied its trainable units to score their update (`None`: a
+    /// report from before the field, when every run did).
+    #[serde(default)]
+    pub score_snapshots: Option<bool>,
     /// The resolved configuration.
     pub config: ConfigView,
+}
+
+/// The fields of a report's `budget` the table uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BudgetView {
+    /// The accountant's prediction of each step's actual set, as the trainer planned it.
+    pub predicted_step_peaks: Vec<u64>,
+    /// The plan's runtime overhead (live bytes besides the weights when it was fitted).
+    pub runtime_overhead: u64,
 }
 
 /// Dev metrics after one epoch.
@@ -91,6 +108,15 @@ pub struct ConfigView {
     pub compression: Compression,
     /// Batch size.
     pub batch: usize,
+    /// Adam moments of frozen units.
+    pub optimizer_state: OptimizerStatePolicy,
+    /// Micro-batches per optimizer step.
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl ReportView {
@@ -283,7 +309,8 @@ fn num_labels(task: GlueTask) -> usize {
 /// snapshots of the trainable units (it takes them whatever the policy). Adam state is kept
 /// for every unit (ILS and random train each unit sooner or later) except under the static
 /// prefix, whose frozen units never train and so never get moments, and under SlimFit
-/// (default), which drops frozen units' moments (planned at its mean frozen fraction).
+/// (default), which drops frozen units' moments. (A run under a memory budget is shown by
+/// [`costliest_budgeted_step`] instead.)
 fn predict(
     config: &slimfit_models::BertConfig,
     task: GlueTask,
@@ -294,8 +321,8 @@ fn predict(
     freeze_rate: f64,
 ) -> Option<Predicted> {
     let moments = match method {
-        Method::StaticPrefix | Method::SlimfitDefault => OptimizerStatePolicy::Drop,
-        _ => OptimizerStatePolicy::Keep,
+        Method::SlimfitDefault => OptimizerStatePolicy::Drop,
+        _ => moments_of(method, OptimizerStatePolicy::Keep),
     };
     let mut request = PlanRequest::with_freeze_rate(
         encoder_shape(config, num_labels(task)),
@@ -306,8 +333,91 @@ fn predict(
         freeze_rate,
     );
     request.runtime_overhead = runtime_overhead();
-    request.score_snapshots = true;
-    let p = plan(&request).ok()?;
+    request.score_snapshots = method.policy() == PolicyKind::Ils;
+    Some(predicted_of(plan(&request).ok()?, seq))
+}
+
+/// Moments the plan counts for `method`: the static prefix's frozen units never train, so
+/// never get moments, whatever the run's setting.
+fn moments_of(method: Method, configured: OptimizerStatePolicy) -> OptimizerStatePolicy {
+    match method {
+        Method::StaticPrefix => OptimizerStatePolicy::Drop,
+        _ => configured,
+    }
+}
+
+/// The accountant's plan of a run's costliest step, from the sets the report recorded;
+/// `None` where it has none.
+///
+/// - Under a memory budget, the trainer planned each step's actual set at that step's
+///   length: the plan of its costliest step is rebuilt exactly (that step's set and
+///   request), found by its recorded prediction. The report keeps each step's set but not
+///   its batch's length; the plan grows with the length, so the one length whose plan is
+///   the recorded prediction is found by trying each (`None` if none is: the request
+///   below no longer matches the trainer's).
+/// - Otherwise, the costliest of the run's distinct sets at its widest batch: a bound on
+///   every step (the costliest set need not have met the widest batch).
+fn costliest_step(
+    config: &slimfit_models::BertConfig,
+    task: GlueTask,
+    method: Method,
+    view: &ReportView,
+) -> Option<Predicted> {
+    let sets = view.trained_units_per_step.as_ref()?;
+    let shape = encoder_shape(config, num_labels(task));
+    let units = shape.units().len();
+    let mut request = PlanRequest::with_freeze_rate(
+        shape,
+        view.config.batch,
+        view.longest_train_sequence,
+        storage(view.config.compression),
+        optimizer_state(moments_of(method, view.config.optimizer_state)),
+        0.0,
+    );
+    // Reports from before the field scored every run's updates.
+    request.score_snapshots = view.score_snapshots.unwrap_or(true);
+    request.accumulated_gradients = view.config.grad_accum > 1;
+    request.runtime_overhead = view
+        .budget
+        .as_ref()
+        .map_or_else(runtime_overhead, |b| Bytes(b.runtime_overhead));
+    let mut plan_set = |set: &[usize], seq: usize| {
+        let mut trainable = vec![false; units];
+        for &unit in set {
+            *trainable.get_mut(unit)? = true;
+        }
+        request.trainable = trainable;
+        request.seq = seq;
+        plan(&request).ok()
+    };
+    let longest = view.longest_train_sequence;
+    match &view.budget {
+        Some(budget) => {
+            let (step, &recorded) = budget
+                .predicted_step_peaks
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, p)| **p)?;
+            let set = sets.get(step)?;
+            (1..=longest).rev().find_map(|seq| {
+                let p = plan_set(set, seq)?;
+                (p.total_peak_bytes.0 == recorded).then(|| predicted_of(p, seq))
+            })
+        }
+        None => {
+            let mut distinct: Vec<&Vec<usize>> = sets.iter().collect();
+            distinct.sort();
+            distinct.dedup();
+            distinct
+                .into_iter()
+                .filter_map(|set| plan_set(set, longest))
+                .max_by_key(|p| p.total_peak_bytes)
+                .map(|p| predicted_of(p, longest))
+        }
+    }
+}
+
+fn predicted_of(p: slimfit_memory::Plan, seq: usize) -> Predicted {
     let mut categories: Vec<(String, Bytes)> = p
         .categories
         .named()
@@ -315,11 +425,11 @@ fn predict(
         .map(|(n, b)| (n.to_string(), *b))
         .collect();
     categories.push(("runtime".to_string(), p.runtime_overhead));
-    Some(Predicted {
+    Predicted {
         categories,
         total: p.total_peak_bytes,
         seq,
-    })
+    }
 }
 
 /// Summarises `records` (any order; tasks in the order of `meta.settings`' keys are
@@ -379,7 +489,6 @@ pub fn build(meta: &Meta, records: &[CellRecord], plans: &[PlanRow]) -> Result<T
                 .collect::<Vec<_>>(),
         )
         .expect("at least one run");
-        let frozen_mean = frozen_fraction.mean;
         methods.push(MethodSummary {
             task: task_name.clone(),
             method,
@@ -401,19 +510,21 @@ pub fn build(meta: &Meta, records: &[CellRecord], plans: &[PlanRow]) -> Result<T
             compression: first.config.compression,
             freeze_rate: first.config.freeze_rate,
             predicted: model_config.as_ref().and_then(|c| {
-                predict(
-                    c,
-                    task,
-                    method,
-                    first.config.batch,
-                    seq,
-                    first.config.compression,
-                    match method {
-                        // Under its budget the set varies per step: plan the mean.
-                        Method::SlimfitDefault => frozen_mean,
-                        _ => first.config.freeze_rate,
-                    },
-                )
+                let costliest = runs
+                    .iter()
+                    .filter_map(|(_, v)| costliest_step(c, task, method, v))
+                    .max_by_key(|p| p.total);
+                costliest.or_else(|| {
+                    predict(
+                        c,
+                        task,
+                        method,
+                        first.config.batch,
+                        seq,
+                        first.config.compression,
+                        first.config.freeze_rate,
+                    )
+                })
             }),
         });
     }
@@ -538,8 +649,10 @@ pub fn render_markdown(table: &Table) -> String {
         out,
         "SlimFit (default) trains under a memory budget: the measured peak of SlimFit \
          (paper) on the same task and seed, spent on as many units per step as fit (Adam \
-         moments of frozen units dropped, activations stored `scaled`); its accountant \
-         column plans its mean frozen fraction. Static prefix and random freeze as many \
+         moments of frozen units dropped, activations stored `scaled`). The accountant's \
+         column plans each method's costliest step: under a budget, the trainer's own plan \
+         of that step (its set, its batch's length); otherwise the costliest set the run \
+         trained, at its widest batch. Static prefix and random freeze as many \
          units as SlimFit (paper) and store activations like SlimFit (default); they differ \
          from the paper's ILS in which units train.\n"
     );

@@ -9,6 +9,7 @@ use slimfit_data::GlueTask;
 use slimfit_data::assets::MINILM_L6_V2;
 use slimfit_trainer::backend::BACKEND_NAME;
 use slimfit_trainer::task::glue_dir_from_env;
+use slimfit_trainer::train::PolicyKind;
 
 use crate::reproduce::{
     self, Args, BackendArg, Calibration, CellRecord, CellSpec, CellStore, Method, RunContext,
@@ -67,6 +68,7 @@ fn fixture() -> Option<&'static Fixture> {
                 glue,
                 model,
                 out: dir.path().to_path_buf(),
+                jobs: 1,
             };
             let specs = cell_specs(
                 "test",
@@ -237,6 +239,18 @@ fn table_rows_come_from_the_reports() {
         let measured = m.peak_bytes.unwrap().mean;
         assert!(p.total.as_f64() < 3.0 * measured && measured < 3.0 * p.total.as_f64());
     }
+    // Under its budget the default's column is the trainer's own plan of its costliest
+    // step, rebuilt to the byte (not a plan of some other set).
+    let (_, view) = record(f, Method::SlimfitDefault);
+    let recorded = view
+        .budget
+        .as_ref()
+        .expect("a budgeted run")
+        .predicted_step_peaks
+        .clone();
+    let p = summary(Method::SlimfitDefault).predicted.as_ref().unwrap();
+    assert_eq!(Some(&p.total.0), recorded.iter().max());
+    assert!(p.seq <= view.longest_train_sequence);
 }
 
 #[test]
@@ -363,6 +377,11 @@ fn args(out: &Path) -> Args {
         methods: None,
         dry_run: true,
         finished_only: false,
+        jobs: 1,
+        max_train_examples: None,
+        max_dev_examples: None,
+        epochs: None,
+        max_len: None,
     }
 }
 
@@ -471,6 +490,7 @@ fn the_default_trains_under_the_paper_cells_measured_peak() {
         glue: f.ctx.glue.clone(),
         model: f.ctx.model.clone(),
         out: dir.path().to_path_buf(),
+        jobs: 1,
     };
     let again = run_cells(&f.specs, &ctx, |_| Ok(())).unwrap();
     assert_eq!((again.computed, again.reused), (1, Method::ALL.len() - 1));
@@ -507,6 +527,35 @@ fn cells_of_an_older_storage_revision_are_recomputed() {
         } else {
             let why = loaded.unwrap_err();
             assert!(why.contains("revision 1 of scaled storage"), "{why}");
+        }
+    }
+}
+
+#[test]
+fn cells_measured_with_unneeded_score_snapshots_are_recomputed() {
+    let Some(f) = fixture() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = CellStore::new(dir.path());
+    for (spec, record) in f.specs.iter().zip(&f.records) {
+        let ils = spec.method.policy() == PolicyKind::Ils;
+        assert_eq!(record.report["score_snapshots"], ils, "{:?}", spec.method);
+        // As written before reports said whether the run scored its updates.
+        let mut old = record.clone();
+        old.report
+            .as_object_mut()
+            .unwrap()
+            .remove("score_snapshots");
+        store.save(spec, &old).unwrap();
+        let loaded = store.load(spec, BACKEND_NAME);
+        if ils {
+            assert!(
+                matches!(loaded, Ok(Some(_))),
+                "{:?}: {loaded:?}",
+                spec.method
+            );
+        } else {
+            let why = loaded.unwrap_err();
+            assert!(why.contains("score snapshots"), "{why}");
         }
     }
 }
