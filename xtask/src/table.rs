@@ -304,13 +304,13 @@ fn num_labels(task: GlueTask) -> usize {
     }
 }
 
-/// The accountant's plan of one step of `method` at `seq` tokens: the lowest-index
-/// `floor(r · t)` units frozen (as `plan` and `measure-step`), with the trainer's score
-/// snapshots of the trainable units (it takes them whatever the policy). Adam state is kept
-/// for every unit (ILS and random train each unit sooner or later) except under the static
-/// prefix, whose frozen units never train and so never get moments, and under SlimFit
-/// (default), which drops frozen units' moments. (A run under a memory budget is shown by
-/// [`costliest_budgeted_step`] instead.)
+/// The accountant's plan of one step of `method` at `seq` tokens, for reports that do not
+/// record their per-step sets ([`costliest_step`] plans those): the lowest-index
+/// `floor(r · t)` units frozen (as `plan` and `measure-step`), with the score snapshots of
+/// the trainable units where the policy reads scores (ILS). Adam state is kept for every
+/// unit (ILS and random train each unit sooner or later) except under the static prefix,
+/// whose frozen units never train and so never get moments, and under SlimFit (default),
+/// which drops frozen units' moments.
 fn predict(
     config: &slimfit_models::BertConfig,
     task: GlueTask,
