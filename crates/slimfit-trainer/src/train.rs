@@ -817,10 +817,15 @@ where
             model = model.with_trainable(units, &trainable);
             let wanted: HashMap<ParamId, usize> = units
                 .iter()
-                .filter(|u| scoring && trainable[u.index])
+                .filter(|u| trainable[u.index])
                 .map(|u| (u.param_id, u.index))
                 .collect();
-            let before = snapshot::<B, _>(&model, &wanted);
+            // `wanted` also picks the weights that decay below: only the copies are skipped.
+            let before = if scoring {
+                snapshot::<B, _>(&model, &wanted)
+            } else {
+                HashMap::new()
+            };
 
             let (grads, loss_value) = step_gradients(workload, &model, micro_batches)?;
             let lr = learning_rate(step, total_steps, schedule.lr, schedule.warmup);
@@ -834,7 +839,11 @@ where
                 factor: 1.0 - lr * schedule.weight_decay,
             });
             model = optim.step(lr, model, grads);
-            let after = snapshot::<B, _>(&model, &wanted);
+            let after = if scoring {
+                snapshot::<B, _>(&model, &wanted)
+            } else {
+                HashMap::new()
+            };
             for (unit, old) in &before {
                 schedule
                     .scores

@@ -150,6 +150,27 @@ fn full_policy_trains_everything_and_paper_variant_runs() {
     assert!(paper.loss_curve.iter().all(|l| l.is_finite()));
 }
 
+/// Scoring only observes: full fine-tuning (which takes no score copies) and ILS with
+/// nothing frozen (which scores every unit) train the same units the same way — weight
+/// decay included — so their loss curves agree to the bit. A lr of 1e-2 makes decay's
+/// factor (1 − lr · 0.01) show in the second step's loss.
+#[test]
+fn scoring_changes_nothing_that_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rte(dir.path());
+    let setting = |policy| TrainConfig {
+        freeze_rate: 0.0,
+        lr: 1e-2,
+        ..config(dir.path(), policy, Variant::Default)
+    };
+    let full = run(setting(PolicyKind::Full));
+    let ils = run(setting(PolicyKind::Ils));
+    assert!(!full.score_snapshots);
+    assert!(ils.score_snapshots);
+    assert_eq!(ils.frozen_per_step, full.frozen_per_step);
+    assert_eq!(ils.loss_curve, full.loss_curve);
+}
+
 /// Batches pad to their longest row, so budget mode fits k at the longest training sequence
 /// (here ~20 tokens), not at `--max-len`: raising `--max-len` beyond the data changes
 /// nothing, and a budget that fits the data is not refused for lengths it never sees.
