@@ -26,8 +26,24 @@ fn activation(leaf: &Tensor<A, 2>) -> Tensor<A, 2> {
     leaf.clone().mul_scalar(1.0)
 }
 
-/// Live bytes the graph holds after running `op` on a fresh activation, beyond its output.
-fn saved_by(op: impl FnOnce(Tensor<A, 2>) -> Tensor<A, 2>) -> Bytes {
+/// How many times each measurement is repeated; the smallest reading counts.
+const REPEATS: usize = 3;
+
+/// The smallest of `REPEATS` readings of `measure`. The counters are process-wide: a one-off
+/// allocation that lands inside one reading (a worker thread's first gemm scratch, the test
+/// harness's output buffers) inflates that reading only, while saved state is in every one —
+/// so the minimum is the saved state. (CI once read 3.13 MiB for a 1.1 MiB case.)
+fn least_of(mut measure: impl FnMut() -> Bytes) -> Bytes {
+    (0..REPEATS).map(|_| measure()).min().expect("REPEATS > 0")
+}
+
+/// Live bytes the graph holds after running `op` on a fresh activation, beyond its output
+/// (the least of [`REPEATS`] runs).
+fn saved_by(op: impl Fn(Tensor<A, 2>) -> Tensor<A, 2>) -> Bytes {
+    least_of(|| saved_once(&op))
+}
+
+fn saved_once(op: &impl Fn(Tensor<A, 2>) -> Tensor<A, 2>) -> Bytes {
     let leaf =
         Tensor::<A, 2>::random([ROWS, COLS], Distribution::Normal(0.0, 1.0), &dev()).require_grad();
     let before = counting::live();
@@ -141,7 +157,7 @@ fn attention_keeps_int8_operands_and_uint8_probabilities() {
             .mul_scalar(1.0)
     };
     let mask = Tensor::<A, 4>::zeros([b, h, t, t], &device);
-    let measure = |mode: Compression| {
+    let measure_once = |mode: Compression| {
         let before = counting::live();
         let (q, k, v) = (qkv(), qkv(), qkv());
         let o = slim::attention(
@@ -157,6 +173,7 @@ fn attention_keeps_int8_operands_and_uint8_probabilities() {
         let _ = o.sum().backward();
         held
     };
+    let measure = |mode: Compression| least_of(|| measure_once(mode));
     let _ = measure(Compression::Exact);
     let operand = (b * h * t * d * 4) as u64;
     let probs = (b * h * t * t * 4) as u64;
