@@ -1173,6 +1173,15 @@ fn hours(seconds: f64) -> String {
     }
 }
 
+/// Wall time of `cell_seconds` of cells trained `jobs` at a time. Measured on 2 cores: two
+/// one-thread cells side by side train 1.90× the examples per second of one two-thread cell
+/// (docs/BENCHMARKS.md, "Threads"), so each cell takes about as long as alone and the wall
+/// time divides; a default cell waiting for its paper cell can leave a worker idle, which this
+/// ignores.
+pub fn wall_estimate(cell_seconds: f64, jobs: usize) -> f64 {
+    cell_seconds / jobs.max(1) as f64
+}
+
 /// `reproduce-table`.
 pub fn run(args: &Args) -> Result<()> {
     let wall = Instant::now();
@@ -1320,11 +1329,18 @@ pub fn run(args: &Args) -> Result<()> {
     }
     println!(
         "estimated duration: {} for {} cells ({} finished cells reused); {}",
-        hours(remaining),
+        hours(wall_estimate(remaining, ctx.jobs)),
         specs.len() - reused,
         reused,
         calibration.source
     );
+    if ctx.jobs > 1 {
+        println!(
+            "  (the times per task are cell time: {} in all, {} cells at a time)",
+            hours(remaining),
+            ctx.jobs
+        );
+    }
     if args.dry_run {
         return Ok(());
     }

@@ -338,6 +338,9 @@ fn the_estimate_is_calibrated_by_finished_cells() {
     if view.wall_seconds > 4.0 {
         assert!((estimate - view.wall_seconds).abs() < 1e-6 * view.wall_seconds);
     }
+    // Cells side by side share the wall time; one at a time, it is their sum.
+    assert_eq!(reproduce::wall_estimate(estimate, 1), estimate);
+    assert_eq!(reproduce::wall_estimate(2.0 * estimate, 2), estimate);
 }
 
 #[test]
