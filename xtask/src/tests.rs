@@ -505,62 +505,58 @@ fn the_default_trains_under_the_paper_cells_measured_peak() {
     assert_eq!(retrained.memory_budget, Some(budget));
 }
 
-#[test]
-fn cells_of_an_older_storage_revision_are_recomputed() {
+/// Saves every fixture cell without the report field `field` (as written before reports had
+/// it) and loads it back: cells for which `still_valid` holds are reused, the others refused
+/// with a reason containing `why`.
+fn check_cells_without(field: &str, still_valid: impl Fn(&CellSpec) -> bool, why: &str) {
     let Some(f) = fixture() else { return };
     let dir = tempfile::tempdir().unwrap();
     let store = CellStore::new(dir.path());
     for (spec, record) in f.specs.iter().zip(&f.records) {
-        let revision = spec.method.compression().revision();
-        assert_eq!(record.report["compression_revision"], revision);
-        // As written before reports carried the revision.
         let mut old = record.clone();
-        old.report
-            .as_object_mut()
-            .unwrap()
-            .remove("compression_revision");
+        old.report.as_object_mut().unwrap().remove(field);
         store.save(spec, &old).unwrap();
         let loaded = store.load(spec, BACKEND_NAME);
-        if revision == 1 {
+        if still_valid(spec) {
             assert!(
                 matches!(loaded, Ok(Some(_))),
                 "{:?}: {loaded:?}",
                 spec.method
             );
         } else {
-            let why = loaded.unwrap_err();
-            assert!(why.contains("revision 1 of scaled storage"), "{why}");
+            let reason = loaded.unwrap_err();
+            assert!(reason.contains(why), "{reason}");
         }
     }
 }
 
 #[test]
+fn cells_of_an_older_storage_revision_are_recomputed() {
+    let Some(f) = fixture() else { return };
+    for (spec, record) in f.specs.iter().zip(&f.records) {
+        let revision = spec.method.compression().revision();
+        assert_eq!(record.report["compression_revision"], revision);
+    }
+    check_cells_without(
+        "compression_revision",
+        |spec| spec.method.compression().revision() == 1,
+        "revision 1 of scaled storage",
+    );
+}
+
+#[test]
 fn cells_measured_with_unneeded_score_snapshots_are_recomputed() {
     let Some(f) = fixture() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let store = CellStore::new(dir.path());
+    let ils = |spec: &CellSpec| spec.method.policy() == PolicyKind::Ils;
     for (spec, record) in f.specs.iter().zip(&f.records) {
-        let ils = spec.method.policy() == PolicyKind::Ils;
-        assert_eq!(record.report["score_snapshots"], ils, "{:?}", spec.method);
-        // As written before reports said whether the run scored its updates.
-        let mut old = record.clone();
-        old.report
-            .as_object_mut()
-            .unwrap()
-            .remove("score_snapshots");
-        store.save(spec, &old).unwrap();
-        let loaded = store.load(spec, BACKEND_NAME);
-        if ils {
-            assert!(
-                matches!(loaded, Ok(Some(_))),
-                "{:?}: {loaded:?}",
-                spec.method
-            );
-        } else {
-            let why = loaded.unwrap_err();
-            assert!(why.contains("score snapshots"), "{why}");
-        }
+        assert_eq!(
+            record.report["score_snapshots"],
+            ils(spec),
+            "{:?}",
+            spec.method
+        );
     }
+    check_cells_without("score_snapshots", ils, "score snapshots");
 }
 
 #[test]
