@@ -15,7 +15,10 @@
 //!   (scaled GELU derivative): no per-row scale;
 //! - `q4_affine` + `dq4_affine`: the same range in 16 levels, packed (the scaled GELU
 //!   derivative before it moved to 8 bits): mostly packing / unpacking;
-//! - `topk10` + `densify10`: the top 10 % of each row by magnitude (paper frozen LayerNorm).
+//! - `topk10` + `densify10`: the top 10 % of each row by magnitude (paper frozen LayerNorm);
+//! - `bitmask_pack` + `bitmask_unpack`: a dropout keep mask (p = 0.1) at one bit per value
+//!   (`scaled` attention and hidden dropout), against `bitmask_unpack_float`, the unpacking
+//!   this replaced (the bits recovered with fp32 divide / floor arithmetic).
 //!
 //! Throughput is the fp32 size of the activation (input of a quantizer, output of a
 //! dequantizer) per second, in decimal GB/s.
@@ -30,10 +33,11 @@ use std::time::Duration;
 use burn::backend::Flex;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Distribution, Tensor, backend::Backend};
+use burn::tensor::{FloatDType, Int, TensorData};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use slimfit_models::Compression;
-use slimfit_models::slim::quant::{Quant4, Quant8, TopK};
+use slimfit_models::slim::quant::{BitMask, Quant4, Quant8, TopK};
 
 type B = Flex;
 
@@ -161,5 +165,60 @@ fn attention_map(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, activation, attention_map);
+/// The unpacking `BitMask::unpack` replaced (kept here as the baseline it was measured
+/// against): bit k = floor(byte / 2^(7−k)) mod 2, in fp32.
+fn unpack_with_float_arithmetic(packed: Tensor<B, 2, Int>, rows: usize, n: usize) -> Tensor<B, 2> {
+    let bytes: Tensor<B, 2> = packed.cast(FloatDType::F32);
+    let weights = Tensor::<B, 2>::from_data(
+        TensorData::new(vec![128.0f32, 64.0, 32.0, 16.0, 8.0, 4.0, 2.0, 1.0], [1, 8]),
+        &bytes.device(),
+    );
+    let shifted = bytes.repeat_dim(1, 8).div(weights).floor();
+    let bits = shifted.clone() - shifted.div_scalar(2.0).floor().mul_scalar(2.0);
+    bits.reshape([rows, n])
+}
+
+fn dropout_mask(c: &mut Criterion) {
+    let device = Default::default();
+    let [rows, n] = [32 * 12 * 128, 128];
+    let keep = Tensor::<B, 2>::random([rows, n], Distribution::Bernoulli(0.9), &device);
+    let mut g = group(c, "quant/mask_32x12x128x128", rows * n);
+    g.bench_function("bitmask_pack", |b| {
+        b.iter(|| {
+            let m = BitMask::pack(keep.clone());
+            sync();
+            m
+        })
+    });
+    let mask = BitMask::pack(keep.clone());
+    g.bench_function("bitmask_unpack", |b| {
+        b.iter(|| {
+            let y = mask.clone().unpack();
+            sync();
+            y
+        })
+    });
+    // The same packed bytes, unpacked the old way (checked equal first).
+    let packed = keep
+        .clone()
+        .reshape([rows * n / 8, 8])
+        .matmul(Tensor::from_data(
+            TensorData::new(vec![128.0f32, 64.0, 32.0, 16.0, 8.0, 4.0, 2.0, 1.0], [8, 1]),
+            &device,
+        ))
+        .cast(burn::tensor::IntDType::U8);
+    let old = unpack_with_float_arithmetic(packed.clone(), rows, n);
+    old.to_data()
+        .assert_eq(&mask.clone().unpack().into_data(), true);
+    g.bench_function("bitmask_unpack_float", |b| {
+        b.iter(|| {
+            let y = unpack_with_float_arithmetic(packed.clone(), rows, n);
+            sync();
+            y
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, activation, attention_map, dropout_mask);
 criterion_main!(benches);

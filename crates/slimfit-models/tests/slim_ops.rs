@@ -549,3 +549,27 @@ fn quantizers_round_half_to_even_and_clip() {
     // 0.5 and 1.5 steps round to even codes 0 and 2; ±8.5 clip to the code range.
     assert_eq!(y, vec![0.0, 0.125, -8.0, 7.9375, 0.3125]);
 }
+
+/// Values on the formats' grids come back exactly: 4-bit Q2.1 codes packed two per byte
+/// (odd row length: one padding code), and a 0/1 mask packed eight per byte (row length not
+/// a multiple of 8). Each of the 16 codes and both bit values appear in every position.
+#[test]
+fn packed_formats_round_trip_exactly() {
+    use slim::quant::{BitMask, Quant4};
+    let (rows, n) = (4usize, 37usize);
+    let codes: Vec<f32> = (0..rows * n)
+        .map(|i| ((i * 5 + i / n) % 16) as f32 * 0.5 - 4.0)
+        .collect();
+    let x = Tensor::<I, 2>::from_data(TensorData::new(codes.clone(), [rows, n]), &dev());
+    let q = Quant4::signed(x, Compression::Paper);
+    assert_eq!(q.bytes(), rows * n.div_ceil(2));
+    assert_eq!(values(q.dequantize::<2>().into_data()), codes);
+
+    let bits: Vec<f32> = (0..rows * n)
+        .map(|i| ((i * 7 + i / 3) % 3 == 0) as u8 as f32)
+        .collect();
+    let keep = Tensor::<I, 2>::from_data(TensorData::new(bits.clone(), [rows, n]), &dev());
+    let mask = BitMask::pack(keep);
+    assert_eq!(mask.bytes(), rows * n.div_ceil(8));
+    assert_eq!(values(mask.unpack().into_data()), bits);
+}

@@ -4,7 +4,10 @@
 //! Every quantizer works on a 2-D view `[rows, n]` (all leading dimensions flattened): "per
 //! row" means per token (and per head for attention tensors).
 
-use burn::tensor::{DType, FloatDType, Int, IntDType, Shape, Tensor, backend::Backend};
+use burn::tensor::{
+    DType, ElementConversion, FloatDType, Int, IntDType, Shape, Tensor, TensorData,
+    backend::Backend,
+};
 
 use super::SlimOps;
 use super::compression::Compression;
@@ -301,6 +304,76 @@ impl<B: Backend> Quant4<B> {
     /// Bytes held (packed codes and scales).
     pub fn bytes(&self) -> usize {
         self.packed.shape().num_elements() + self.scale.bytes()
+    }
+}
+
+/// A 0/1 tensor (a dropout keep mask) stored with one bit per value, eight per byte.
+#[derive(Debug, Clone)]
+pub struct BitMask<B: Backend> {
+    /// `[rows · ceil(n/8), 1]` bytes, the first value of each group of eight in the most
+    /// significant bit.
+    packed: Tensor<B, 2, Int>,
+    rows: usize,
+    n: usize,
+}
+
+/// Place value of each of a byte's eight bits, most significant first.
+const BIT_WEIGHTS: [f32; 8] = [128.0, 64.0, 32.0, 16.0, 8.0, 4.0, 2.0, 1.0];
+/// Right shifts that bring each of [`BIT_WEIGHTS`]' bits to the lowest place.
+const BIT_SHIFTS: [u8; 8] = [7, 6, 5, 4, 3, 2, 1, 0];
+
+impl<B: Backend> BitMask<B> {
+    /// Packs `keep` (`[rows, n]`, values 0 or 1); rows are padded to a multiple of 8.
+    pub fn pack(keep: Tensor<B, 2>) -> Self {
+        let [rows, n] = keep.dims();
+        let padded = n.div_ceil(8) * 8;
+        let keep = if padded > n {
+            let device = keep.device();
+            Tensor::cat(vec![keep, Tensor::zeros([rows, padded - n], &device)], 1)
+        } else {
+            keep
+        };
+        let weights = Tensor::<B, 2>::from_data(
+            TensorData::new(BIT_WEIGHTS.to_vec(), [8, 1]),
+            &keep.device(),
+        );
+        // [groups, 8] · [8, 1]: each group of eight 0/1 values becomes one byte (a gemm,
+        // which runs on every core).
+        let packed = keep.reshape([rows * padded / 8, 8]).matmul(weights);
+        Self {
+            packed: packed.cast(IntDType::U8),
+            rows,
+            n,
+        }
+    }
+
+    /// The mask as fp32 0/1 values, `[rows, n]`.
+    pub fn unpack(self) -> Tensor<B, 2> {
+        let Self { packed, rows, n } = self;
+        let [groups, _] = packed.dims();
+        let shifts = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(BIT_SHIFTS.to_vec(), [1, 8]),
+            &packed.device(),
+        )
+        .cast(IntDType::U8);
+        // Bit k of each byte, unpacked in uint8 (a byte per value) before the one conversion
+        // to fp32: (byte >> (7 − k)) & 1.
+        let bits = packed
+            .repeat_dim(1, 8)
+            .bitwise_right_shift(shifts)
+            .bitwise_and_scalar(1u8.elem())
+            .cast(FloatDType::F32)
+            .reshape([rows, groups * 8 / rows]);
+        if groups * 8 / rows > n {
+            bits.slice([0..rows, 0..n])
+        } else {
+            bits
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.packed.shape().num_elements()
     }
 }
 
