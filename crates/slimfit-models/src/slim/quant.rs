@@ -375,6 +375,12 @@ impl<B: Backend> BitMask<B> {
     pub fn bytes(&self) -> usize {
         self.packed.shape().num_elements()
     }
+
+    /// The packed bytes, `[rows · ceil(n/8), 1]` uint8, first value in the most significant
+    /// bit (for benchmarks comparing unpacking methods on the same bytes).
+    pub fn packed(&self) -> &Tensor<B, 2, Int> {
+        &self.packed
+    }
 }
 
 /// The largest `keep` fraction (by magnitude) of each row, as values and column indices.
