@@ -6,7 +6,11 @@
 //! JSON under `<out>/cells/` (the trainer's whole `TrainReport`, and the settings it ran
 //! with); a rerun with the same settings reuses it instead of training again, so an
 //! interrupted run resumes where it stopped. After every cell the table (`table.md`,
-//! `table.json`) and the figures are rewritten from all the cells there are.
+//! `table.json`) and the figures are rewritten from all the cells there are, and a copy of
+//! each record the table is made of is kept under `<out>/records/`: `cells/` is this
+//! machine's working store (git-ignored: never reused on another machine as if measured
+//! there), `records/` the table's raw data, committed with it. Copying `records/*.json`
+//! into `cells/` rebuilds the table (`--finished-only`) or extends it with more cells.
 //!
 //! Two profiles:
 //! - **reference** (default): the reference's hyper-parameters (SLIMFIT.md §3: 3 epochs,
@@ -333,13 +337,7 @@ pub struct CellSpec {
 impl CellSpec {
     /// `<profile>-<task>-<method>-seed<seed>.json`.
     pub fn file_name(&self) -> String {
-        format!(
-            "{}-{}-{}-seed{}.json",
-            self.profile,
-            self.task.name(),
-            self.method.key(),
-            self.seed
-        )
+        cell_file_name(&self.profile, self.task.name(), self.method, self.seed)
     }
 
     /// The trainer's configuration of this cell (what `slimfit-trainer train --policy …
@@ -413,7 +411,18 @@ pub struct CellRecord {
     pub report: serde_json::Value,
 }
 
+/// The file a cell's record is stored in, under `cells/` (and `records/`, see
+/// [`table::write`]): `<profile>-<task>-<method>-seed<seed>.json`.
+fn cell_file_name(profile: &str, task: &str, method: Method, seed: u64) -> String {
+    format!("{profile}-{task}-{}-seed{seed}.json", method.key())
+}
+
 impl CellRecord {
+    /// The name of its file (the one its [`CellSpec`] has).
+    pub fn file_name(&self) -> String {
+        cell_file_name(&self.profile, &self.task, self.method, self.seed)
+    }
+
     /// The task.
     pub fn glue_task(&self) -> Result<GlueTask> {
         self.task

@@ -803,7 +803,8 @@ pub fn figure_list(table: &Table) -> Vec<(String, String)> {
     files
 }
 
-/// Writes `table.md`, `table.json` and the figures into `out`; returns the paths.
+/// Writes `table.md`, `table.json`, the figures, and `records/` (a copy of each of
+/// `records`, named as in `cells/`) into `out`; returns the paths (`records/` as one).
 pub fn write(out: &Path, table: &Table, records: &[CellRecord]) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut files = Vec::new();
@@ -827,5 +828,27 @@ pub fn write(out: &Path, table: &Table, records: &[CellRecord]) -> Result<Vec<Pa
                 .with_context(|| format!("removing the stale {}", path.display()))?;
         }
     }
+    files.push(write_records(&out.join("records"), records)?);
     Ok(files)
+}
+
+/// The table's raw data: each record as compact JSON (the per-step lists make pretty
+/// printing several times larger), and no file of a cell the table no longer has.
+fn write_records(dir: &Path, records: &[CellRecord]) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let names: Vec<String> = records.iter().map(CellRecord::file_name).collect();
+    for (record, name) in records.iter().zip(&names) {
+        let path = dir.join(name);
+        std::fs::write(&path, serde_json::to_string(record)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".json") && !names.contains(&name) {
+            let path = entry.path();
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing the stale {}", path.display()))?;
+        }
+    }
+    Ok(dir.to_path_buf())
 }

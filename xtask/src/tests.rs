@@ -271,9 +271,19 @@ fn markdown_json_and_figures_are_written() {
             "table.json",
             "memory-mrpc.svg",
             "frozen-mrpc.svg",
-            "metric-vs-memory.svg"
+            "metric-vs-memory.svg",
+            "records"
         ]
     );
+    // The raw data: one record per cell, under the name it has in cells/.
+    let mut kept: Vec<String> = std::fs::read_dir(dir.path().join("records"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    kept.sort();
+    let mut expected: Vec<String> = f.specs.iter().map(CellSpec::file_name).collect();
+    expected.sort();
+    assert_eq!(kept, expected);
     let md = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
     let row = md.lines().find(|l| l.starts_with("| mrpc | f1 |")).unwrap();
     let (_, full) = record(f, Method::Full);
@@ -294,7 +304,7 @@ fn markdown_json_and_figures_are_written() {
     assert_eq!(json["rows"][0]["task"], "mrpc");
     assert_eq!(json["methods"].as_array().unwrap().len(), Method::ALL.len());
     assert_eq!(json["plans"].as_array().unwrap().len(), 3);
-    for name in &names[2..] {
+    for name in &names[2..names.len() - 1] {
         let svg = std::fs::read_to_string(dir.path().join(name)).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("mrpc"), "{name}");
@@ -591,7 +601,7 @@ fn a_stopped_run_gets_its_partial_table_without_training() {
         };
         store.save(&spec, &record).unwrap();
     }
-    let finished = |tasks: Vec<String>| {
+    let finished_in = |out: &Path, tasks: Vec<String>| {
         reproduce::run(&Args {
             data_dir: Some(f.ctx.glue.clone()),
             model: Some(f.ctx.model.clone()),
@@ -599,11 +609,29 @@ fn a_stopped_run_gets_its_partial_table_without_training() {
             seeds: Some(2),
             dry_run: false,
             finished_only: true,
-            ..args(dir.path())
+            ..args(out)
         })
     };
+    let finished = |tasks: Vec<String>| finished_in(dir.path(), tasks);
     finished(vec!["mrpc".into(), "rte".into()]).unwrap();
     let md = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
+    // Another checkout has the committed records/ but not the git-ignored cells/: copied
+    // into its cells/, they give the same table.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(other.path().join("cells")).unwrap();
+    for entry in std::fs::read_dir(dir.path().join("records")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            other.path().join("cells").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    finished_in(other.path(), vec!["mrpc".into(), "rte".into()]).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(other.path().join("table.md")).unwrap(),
+        md
+    );
     assert!(md.contains("| mrpc | f1 |"), "{md}");
     assert!(!md.contains("| rte | accuracy |"), "{md}");
     let t: serde_json::Value =
