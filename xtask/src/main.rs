@@ -70,6 +70,10 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    // Training steps reuse the same large buffers: keep them in the process (glibc).
+    if !slimfit_trainer::malloc::keep_freed_memory() {
+        tracing::debug!("malloc settings not applied (not glibc)");
+    }
     match Cli::parse().task {
         Task::FetchAssets => {
             let dir = MINILM_L6_V2.resolve(None)?;

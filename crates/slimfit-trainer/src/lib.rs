@@ -11,6 +11,7 @@ pub mod accountant;
 pub mod backend;
 pub mod encode;
 pub mod main_job;
+pub mod malloc;
 pub mod measure;
 pub mod model_config;
 pub mod run_config;
