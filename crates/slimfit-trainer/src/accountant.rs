@@ -15,7 +15,9 @@ use crate::measure::OptimizerStatePolicy;
 /// Live bytes of the `slimfit-trainer` process before any model exists (CLI, rayon's and
 /// flex's thread pools, tokenizer tables are not loaded yet): measured with the counting
 /// allocator as `resident − weights − moments` of `measure-step` (6.17 MiB on every shape
-/// tried). On CUDA the pool holds only tensors, so the overhead is zero there.
+/// tried on the machine it was measured on; 1.8 MiB on another 2-core machine — it depends
+/// on the machine, so `plan` may overstate by a few MiB; budget mode measures it instead).
+/// On CUDA the pool holds only tensors, so the overhead is zero there.
 pub const CPU_RUNTIME_OVERHEAD: Bytes = Bytes(6_470_000);
 
 /// The runtime overhead of this build's backend.
