@@ -7,7 +7,7 @@
 //! of it is free: every step then faults its buffers' pages in again, zeroed by the kernel —
 //! 16 % of full fine-tuning's CPU samples on SST-2 were in the kernel doing that (`perf`).
 //! With every block up to 1 GiB served from the heap and the heap never trimmed, the pages
-//! stay in the process: 14 % less training time for full fine-tuning on short SST-2 batches
+//! stay in the process: 0.85× the training time of full fine-tuning on short SST-2 batches
 //! (docs/BENCHMARKS.md, "Allocator settings").
 //!
 //! Nothing measured changes: the counting allocator counts the bytes asked for, not the
