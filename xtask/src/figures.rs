@@ -34,6 +34,7 @@ fn method_colour(method: Method) -> RGBColor {
     match method {
         Method::Full => RGBColor(0, 0, 0),
         Method::SlimfitDefault => RGBColor(31, 119, 180),
+        Method::SlimfitMatched => RGBColor(23, 190, 207),
         Method::SlimfitPaper => RGBColor(255, 127, 14),
         Method::StaticPrefix => RGBColor(44, 160, 44),
         Method::Random => RGBColor(214, 39, 40),
@@ -385,6 +386,9 @@ where
         Method::Random => area.draw(&(base + Cross::new((0, 0), 6, colour.stroke_width(2)))),
         Method::Full | Method::SlimfitDefault => {
             area.draw(&(base + Circle::new((0, 0), 5, colour.filled())))
+        }
+        Method::SlimfitMatched => {
+            area.draw(&(base + Circle::new((0, 0), 5, colour.stroke_width(2))))
         }
     }
     .map_err(err)

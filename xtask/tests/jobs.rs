@@ -1,5 +1,5 @@
 //! `reproduce-table --jobs 2` through the binary: cells train in worker processes of their
-//! own, two at once, and the default cell still waits for its paper cell's measured peak.
+//! own, two at once, and the matched cell still waits for its paper cell's measured peak.
 //! Skipped, with the reason printed, where the GLUE files or the checkpoint are missing.
 
 use std::path::{Path, PathBuf};
@@ -46,7 +46,7 @@ fn two_jobs_train_cells_side_by_side_each_measuring_its_own_peak() {
         ])
         .args([
             "--methods",
-            "full,slimfit-paper,slimfit-default",
+            "full,slimfit-paper,slimfit-matched",
             "--jobs",
             "2",
         ])
@@ -71,7 +71,7 @@ fn two_jobs_train_cells_side_by_side_each_measuring_its_own_peak() {
         String::from_utf8_lossy(&run.stderr)
     );
 
-    // Full and paper started together; the default only once the paper cell was done.
+    // Full and paper started together; the matched cell only once the paper cell was done.
     let at = |needle: &str| {
         stdout
             .find(needle)
@@ -83,14 +83,14 @@ fn two_jobs_train_cells_side_by_side_each_measuring_its_own_peak() {
         at("[2/3] mrpc slimfit-paper seed 42") < first_done,
         "{stdout}"
     );
-    assert!(at("mrpc slimfit-paper seed 42: done") < at("[3/3] mrpc slimfit-default seed 42"));
+    assert!(at("mrpc slimfit-paper seed 42: done") < at("[3/3] mrpc slimfit-matched seed 42"));
 
     // Each worker measured its own process: full fine-tuning above the paper's ILS, and the
-    // default trained under the paper cell's measured peak.
+    // matched cell trained under the paper cell's measured peak.
     let (full, paper, default) = (
         cell(out.path(), "full"),
         cell(out.path(), "slimfit-paper"),
-        cell(out.path(), "slimfit-default"),
+        cell(out.path(), "slimfit-matched"),
     );
     let peak = |c: &serde_json::Value| c["report"]["peak_bytes"].as_u64().expect("measured");
     assert!(

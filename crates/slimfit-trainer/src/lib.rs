@@ -13,6 +13,7 @@ pub mod encode;
 pub mod main_job;
 pub mod malloc;
 pub mod measure;
+pub mod memory_target;
 pub mod model_config;
 pub mod run_config;
 pub mod task;

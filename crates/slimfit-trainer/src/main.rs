@@ -17,8 +17,8 @@ use slimfit_trainer::measure::{
 };
 use slimfit_trainer::model_config::{Architecture, resolve_architecture};
 use slimfit_trainer::run_config::{TrainSettings, budget_from_report};
-use slimfit_trainer::task::{Task, glue_dir_from_env};
-use slimfit_trainer::train::{ImageOptions, PolicyKind, TrainConfig, Variant};
+use slimfit_trainer::task::{IMAGE_HEAD_WARMUP, Task, glue_dir_from_env};
+use slimfit_trainer::train::{ImageOptions, MemoryBudget, PolicyKind, TrainConfig, Variant};
 
 mod plan_cmd;
 
@@ -350,10 +350,20 @@ fn main() -> Result<()> {
 /// `train`'s settings (command line over run file) with the defaults filled in: the task's
 /// freezing rate, learning rate and batch size, the variant's compression and score, and
 /// `train --help`'s for the rest; the model directory resolved (fetched when absent).
+///
+/// With none of `--policy`, `--freeze-rate`, `--memory-budget(-of)` or `--variant paper`,
+/// the run is the one-run default: ILS in budget mode under
+/// [`MemoryBudget::one_run_default`], Adam moments of frozen units dropped, and for image
+/// tasks (a new head on a backbone) a head warm-up of [`IMAGE_HEAD_WARMUP`].
 fn train_config(s: TrainSettings) -> Result<TrainConfig> {
     let task = s
         .task
         .context("--task is required (on the command line or as `task` in the --config file)")?;
+    let one_run_default = s.policy.is_none()
+        && s.freeze_rate.is_none()
+        && s.memory_budget.is_none()
+        && s.memory_budget_of.is_none()
+        && s.variant != Some(Variant::Paper);
     let policy = s.policy.unwrap_or(PolicyKind::Ils);
     let variant = s.variant.unwrap_or(Variant::Default);
     let (default_rate, default_lr, default_batch) = task.defaults();
@@ -393,17 +403,29 @@ fn train_config(s: TrainSettings) -> Result<TrainConfig> {
         epochs: s.epochs.unwrap_or(3),
         batch: s.batch.unwrap_or(default_batch),
         grad_accum: s.grad_accum.unwrap_or(1),
-        head_warmup: s.head_warmup.unwrap_or(0.0),
+        head_warmup: s
+            .head_warmup
+            .unwrap_or(if one_run_default && task.is_image() {
+                IMAGE_HEAD_WARMUP
+            } else {
+                0.0
+            }),
         lr: s.lr.unwrap_or(default_lr),
         warmup: s.warmup.unwrap_or(0.0),
         max_len: s.max_len.unwrap_or(128),
         seed: s.seed.unwrap_or(42),
         max_train_examples: s.max_train_examples,
         max_dev_examples: s.max_dev_examples,
-        optimizer_state: s.optimizer_state.unwrap_or(OptimizerStatePolicy::Keep),
-        memory_budget: match &s.memory_budget_of {
-            Some(report) => Some(budget_from_report(report)?),
-            None => s.memory_budget,
+        optimizer_state: s.optimizer_state.unwrap_or(if one_run_default {
+            OptimizerStatePolicy::Drop
+        } else {
+            OptimizerStatePolicy::Keep
+        }),
+        memory_budget: match (&s.memory_budget_of, s.memory_budget) {
+            (Some(report), _) => MemoryBudget::Bytes(budget_from_report(report)?),
+            (None, Some(bytes)) => MemoryBudget::Bytes(bytes),
+            (None, None) if one_run_default => MemoryBudget::one_run_default(),
+            (None, None) => MemoryBudget::Off,
         },
         output: s.output,
         image,

@@ -23,7 +23,9 @@ use crate::backend::{self, Device, TrainingBackend};
 use crate::measure::{MeasureReport, MeasureSpec, OptimizerStatePolicy, measure_step};
 use crate::model_config::resolve_model_config;
 use crate::task::{Task, glue_dir_from_env};
-use crate::train::{PolicyKind, TrainConfig, TrainError, TrainReport, Variant, train};
+use crate::train::{
+    MemoryBudget, PolicyKind, TrainConfig, TrainError, TrainReport, Variant, train,
+};
 
 /// Where the main job writes its JSON report, relative to the working directory.
 pub const DEFAULT_REPORT: &str = "target/slimfit/main-job.json";
@@ -172,7 +174,7 @@ pub fn job_config(
         max_train_examples: Some(args.max_train_examples.unwrap_or(train_cap)),
         max_dev_examples: args.max_dev_examples.or(dev_cap),
         optimizer_state: OptimizerStatePolicy::Keep,
-        memory_budget: None,
+        memory_budget: MemoryBudget::Off,
         output: None,
         image: None,
     })

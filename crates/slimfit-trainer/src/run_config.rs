@@ -55,11 +55,13 @@ pub struct TrainSettings {
     #[arg(long)]
     #[serde(default)]
     pub model: Option<PathBuf>,
-    /// Freezing policy: ils, full, static-prefix, random (default ils).
+    /// Freezing policy: ils, full, static-prefix, random (default ils, in budget mode under
+    /// the one-run default's memory target; given, it freezes at --freeze-rate instead).
     #[arg(long, value_enum)]
     #[serde(default, deserialize_with = "value_enum")]
     pub policy: Option<PolicyKind>,
-    /// Freezing rate in [0, 1); default: the reference's rate for the task.
+    /// Freezing rate in [0, 1), instead of the one-run default's memory target; default
+    /// with --policy or --variant paper: the reference's rate for the task.
     #[arg(long)]
     #[serde(default)]
     pub freeze_rate: Option<f64>,
@@ -98,7 +100,8 @@ pub struct TrainSettings {
     pub lr: Option<f64>,
     /// Head warm-up: fraction of the optimizer steps, in [0, 1), during which only the head
     /// trains (a linear probe, less memory than any SlimFit step), before the freezing policy
-    /// takes over (default 0). Helps SlimFit when the head is new (image tasks).
+    /// takes over (default 0; 0.2 for image tasks under the one-run default). Helps
+    /// SlimFit when the head is new (image tasks).
     #[arg(long)]
     #[serde(default)]
     pub head_warmup: Option<f64>,
@@ -132,7 +135,8 @@ pub struct TrainSettings {
     #[arg(long)]
     #[serde(default)]
     pub max_dev_examples: Option<usize>,
-    /// Adam state of frozen units: keep, drop (default keep).
+    /// Adam state of frozen units: keep, drop (default: drop for the one-run default,
+    /// keep otherwise).
     #[arg(long, value_enum)]
     #[serde(default, deserialize_with = "value_enum")]
     pub optimizer_state: Option<OptimizerStatePolicy>,
@@ -147,12 +151,15 @@ pub struct TrainSettings {
     #[serde(default)]
     pub output: Option<PathBuf>,
     /// Budget mode: train as many units per step as the memory accountant predicts fit
-    /// this peak (whole process, e.g. 600MiB, 2GiB), instead of --freeze-rate.
+    /// this peak (whole process, e.g. 600MiB, 2GiB), instead of --freeze-rate. Without it,
+    /// --freeze-rate, --policy and --variant paper, `train` chooses its own target: the
+    /// least of what training every unit but the vocabulary table needs and half of full
+    /// fine-tuning's planned peak (the one-run default).
     #[arg(long, conflicts_with = "freeze_rate")]
     #[serde(default, deserialize_with = "parsed")]
     pub memory_budget: Option<Bytes>,
     /// Budget mode with the measured peak of an earlier run as the budget: the path of its
-    /// `--report` JSON (`peak_bytes`). How "SlimFit (default)" of `cargo xtask
+    /// `--report` JSON (`peak_bytes`). How "SlimFit (paper's memory)" of `cargo xtask
     /// reproduce-table` runs: under the measured peak of the `--variant paper` run.
     #[arg(long, conflicts_with_all = ["freeze_rate", "memory_budget"])]
     #[serde(default)]

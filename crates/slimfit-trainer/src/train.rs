@@ -43,6 +43,7 @@ use slimfit_scheduler::{FreezePolicy, FreezeRate, Full, Ils, RandomFreeze, Stati
 
 use crate::encode::batch_to_input;
 use crate::measure::OptimizerStatePolicy;
+pub use crate::memory_target::{BudgetOrigin, MemoryBudget, PlannedPeaks, planned_peaks};
 use crate::task::{ImageTask, Task, TaskDataError};
 
 /// Default side of the square images of image tasks: 112 pixels, an 8 × 8 patch grid at
@@ -139,10 +140,10 @@ pub struct TrainConfig {
     pub max_dev_examples: Option<usize>,
     /// Adam state of frozen units.
     pub optimizer_state: OptimizerStatePolicy,
-    /// Budget mode: train as many units per step as the accountant predicts fit this many
-    /// bytes (peak of the whole process), instead of `freeze_rate`.
-    #[serde(default)]
-    pub memory_budget: Option<Bytes>,
+    /// Budget mode: train as many units per step as the accountant predicts fit this peak
+    /// (of the whole process) — given in bytes, or the one-run default's share of full
+    /// fine-tuning ([`MemoryBudget`]) — instead of `freeze_rate`.
+    pub memory_budget: MemoryBudget,
     /// Save the fine-tuned model here, as a Hugging Face checkpoint directory that `model`
     /// accepts ([`save_bert_classifier`], [`save_vit_classifier`]).
     pub output: Option<PathBuf>,
@@ -157,6 +158,7 @@ impl TrainConfig {
     /// epochs and gradient accumulation, positive finite learning rate, warm-up in [0, 1].
     pub fn validate(&self) -> Result<(), TrainError> {
         FreezeRate::new(self.freeze_rate).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        self.memory_budget.validate().map_err(TrainError::Invalid)?;
         if self.batch == 0 || self.epochs == 0 || self.grad_accum == 0 {
             return Err(TrainError::Invalid(
                 "--batch, --epochs and --grad-accum must be positive".into(),
@@ -265,6 +267,9 @@ pub struct TrainReport {
 pub struct BudgetReport {
     /// The budget.
     pub budget: Bytes,
+    /// Where it came from: the rule, and the accountant's all-frozen and full fine-tuning
+    /// peaks at the widest batch it was resolved against.
+    pub origin: BudgetOrigin,
     /// Units trainable per step.
     pub trainable_units: usize,
     /// The freezing rate this amounts to.
@@ -391,17 +396,20 @@ fn learning_rate(step: usize, total: usize, peak: f64, warmup: f64) -> f64 {
     }
 }
 
-/// Budget mode: how many units fit, given what is already live.
+/// Budget mode: the budget (resolved from `config.memory_budget` against the accountant's
+/// all-frozen and full fine-tuning plans of the widest batch) and how many units fit in it,
+/// given what is already live.
 ///
 /// `shape` is the model's shape for the accountant and `seq` the tokens per example (the
-/// truncation length of text, `1 + patches` of images).
+/// longest training sequence of text, `1 + patches` of images).
 fn fit_budget(
     config: &TrainConfig,
     shape: slimfit_memory::EncoderShape,
     seq: usize,
     live_with_model: Bytes,
-    budget: Bytes,
 ) -> Result<(BudgetReport, slimfit_memory::PlanRequest), TrainError> {
+    let invalid =
+        |e: slimfit_memory::PlanError| TrainError::Invalid(format!("--memory-budget: {e}"));
     let mut request = slimfit_memory::PlanRequest::with_freeze_rate(
         shape,
         config.batch,
@@ -410,22 +418,26 @@ fn fit_budget(
         crate::accountant::optimizer_state(config.optimizer_state),
         0.0,
     );
+    // The loop scores (copies units) only for a policy that reads scores: ILS alone
+    // (`FreezePolicy::reads_scores`; the trainer's tests check the two agree).
+    request.score_snapshots = config.policy == PolicyKind::Ils;
+    request.accumulated_gradients = config.grad_accum > 1;
     // What is live now, less the weights the plan counts itself, stays for the whole run.
     let weights = slimfit_memory::plan(&slimfit_memory::PlanRequest {
         trainable: vec![false; request.trainable.len()],
         ..request.clone()
     })
-    .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?
+    .map_err(invalid)?
     .categories
     .parameters;
     let runtime_overhead = Bytes(live_with_model.0.saturating_sub(weights.0));
     request.runtime_overhead = runtime_overhead;
-    // The loop scores (copies units) only for a policy that reads scores: ILS alone
-    // (`FreezePolicy::reads_scores`; the trainer's tests check the two agree).
-    request.score_snapshots = config.policy == PolicyKind::Ils;
-    request.accumulated_gradients = config.grad_accum > 1;
-    let fit = slimfit_memory::fit_budget(&request, budget)
-        .map_err(|e| TrainError::Invalid(format!("--memory-budget: {e}")))?;
+    let planned = planned_peaks(&request).map_err(invalid)?;
+    let budget = config
+        .memory_budget
+        .resolve(planned)
+        .ok_or_else(|| TrainError::Invalid("budget mode without a budget".into()))?;
+    let fit = slimfit_memory::fit_budget(&request, budget).map_err(invalid)?;
     if fit.trainable_units == 0 {
         return Err(TrainError::Invalid(format!(
             "--memory-budget {budget} holds a step only with every unit frozen (predicted {}); \
@@ -436,6 +448,11 @@ fn fit_budget(
     Ok((
         BudgetReport {
             budget,
+            origin: BudgetOrigin {
+                rule: config.memory_budget,
+                planned,
+                budget,
+            },
             trainable_units: fit.trainable_units,
             freeze_rate: 1.0 - fit.trainable_units as f64 / fit.worst_case.total_units as f64,
             predicted_worst_case_peak: fit.worst_case.total_peak_bytes,
@@ -490,10 +507,12 @@ fn budget_setting(
     candidates: &[bool],
     rate: FreezeRate,
 ) -> Result<(FreezeRate, Option<BudgetState>), TrainError> {
-    let Some(budget) = config.memory_budget else {
+    if !config.memory_budget.is_on() {
         return Ok((rate, None));
-    };
-    let (report, request) = fit_budget(config, shape(), seq, live_with_model, budget)?;
+    }
+    let (report, request) = fit_budget(config, shape(), seq, live_with_model)?;
+    let budget = report.budget;
+    tracing::info!("{}", report.origin);
     // k trainable of t units; units outside the candidates always train.
     let t = candidates.len();
     let fixed = candidates.iter().filter(|c| !**c).count();

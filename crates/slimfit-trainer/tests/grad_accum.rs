@@ -22,7 +22,7 @@ use slimfit_trainer::backend::{Device, TrainingBackend as B, default_device};
 use slimfit_trainer::encode::batch_to_input;
 use slimfit_trainer::measure::OptimizerStatePolicy;
 use slimfit_trainer::train::{
-    PolicyKind, TrainConfig, TrainError, Variant, Workload, step_gradients, train,
+    MemoryBudget, PolicyKind, TrainConfig, TrainError, Variant, Workload, step_gradients, train,
 };
 
 #[global_allocator]
@@ -257,7 +257,7 @@ fn rte_config(
         max_train_examples: Some(16),
         max_dev_examples: Some(8),
         optimizer_state: OptimizerStatePolicy::Keep,
-        memory_budget: None,
+        memory_budget: MemoryBudget::Off,
         output: Some(out.to_path_buf()),
         image: None,
     }
@@ -388,7 +388,7 @@ fn budget_mode_counts_the_running_gradient_sum_and_holds() {
         compression: slimfit_models::Compression::Scaled,
         epochs,
         max_train_examples: Some(24),
-        memory_budget: Some(budget),
+        memory_budget: MemoryBudget::Bytes(budget),
         output: None,
         ..rte_config(&data, &model, 8, grad_accum, tmp.path())
     };

@@ -17,7 +17,7 @@ use slimfit_models::{CompressionConfig, ViTConfig};
 use slimfit_trainer::backend::{TrainingBackend, default_device};
 use slimfit_trainer::measure::{OptimizerStatePolicy, VitMeasureSpec, measure_vit_step};
 use slimfit_trainer::task::{ImageTask, Task};
-use slimfit_trainer::train::{ImageOptions, PolicyKind, TrainConfig, Variant, train};
+use slimfit_trainer::train::{ImageOptions, MemoryBudget, PolicyKind, TrainConfig, Variant, train};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
@@ -242,7 +242,7 @@ fn train_fashion_mnist_in_process_ils_and_full() {
         max_train_examples: Some(40),
         max_dev_examples: Some(20),
         optimizer_state: OptimizerStatePolicy::Drop,
-        memory_budget: None,
+        memory_budget: MemoryBudget::Off,
         output: None,
         image: Some(ImageOptions {
             image_size: 28,

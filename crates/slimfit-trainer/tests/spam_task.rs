@@ -13,7 +13,7 @@ use slimfit_memory::{Bytes, CountingAllocator};
 use slimfit_trainer::backend::{TrainingBackend, default_device};
 use slimfit_trainer::measure::OptimizerStatePolicy;
 use slimfit_trainer::task::{GLUE_DIR_ENV, Task};
-use slimfit_trainer::train::{PolicyKind, TrainConfig, Variant, train};
+use slimfit_trainer::train::{MemoryBudget, PolicyKind, TrainConfig, Variant, train};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
@@ -96,7 +96,7 @@ fn trains_on_a_small_balanced_spam_subset() {
         max_train_examples: Some(64),
         max_dev_examples: Some(32),
         optimizer_state: OptimizerStatePolicy::Keep,
-        memory_budget: None,
+        memory_budget: MemoryBudget::Off,
         output: None,
         image: None,
     };
@@ -190,6 +190,72 @@ fn main_job_at_a_tiny_size_prints_its_summary_and_writes_the_report() {
 }
 
 #[test]
+fn train_without_method_flags_runs_the_one_run_default_and_a_flag_overrides_it() {
+    if !corpus_obtainable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let report = dir.path().join(name);
+        let mut args = vec![
+            "train",
+            "--task",
+            "spam-assassin",
+            "--max-train-examples",
+            "32",
+            "--max-dev-examples",
+            "16",
+            "--epochs",
+            "1",
+            "--max-len",
+            "16",
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, stderr) = cli(&args, &[]);
+        assert!(ok, "{stderr}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        (json, stderr)
+    };
+    // No flag: budget mode under the target the run chose, said at start and reported.
+    let (json, stderr) = run("default.json", &[]);
+    assert!(
+        stderr.contains("memory target") && stderr.contains("full fine-tuning's planned"),
+        "{stderr}"
+    );
+    let cap = slimfit_trainer::memory_target::DEFAULT_CAP;
+    assert_eq!(json["config"]["memory_budget"]["cap_of_full"], cap);
+    assert_eq!(json["config"]["optimizer_state"], "drop");
+    let planned = &json["budget"]["origin"]["planned"];
+    let (frozen, all, full) = (
+        planned["frozen"].as_u64().unwrap(),
+        planned["slimfit_all"].as_u64().unwrap(),
+        planned["full"].as_u64().unwrap(),
+    );
+    let least = frozen + (0.25 * (all - frozen) as f64) as u64;
+    let expected = all.min((cap * full as f64) as u64).max(least);
+    assert_eq!(json["budget"]["budget"].as_u64(), Some(expected));
+    // An explicit freezing rate (or policy, or budget) overrides it.
+    for (name, flags) in [
+        ("rate.json", &["--freeze-rate", "0.9"][..]),
+        ("policy.json", &["--policy", "ils"][..]),
+        ("paper.json", &["--variant", "paper"][..]),
+    ] {
+        let (json, stderr) = run(name, flags);
+        assert!(!stderr.contains("memory target"), "{name}: {stderr}");
+        assert!(json["config"]["memory_budget"].is_null(), "{name}");
+        assert!(json["budget"].is_null(), "{name}");
+        assert_eq!(json["config"]["optimizer_state"], "keep", "{name}");
+        assert_eq!(json["config"]["freeze_rate"], 0.9, "{name}");
+    }
+    let (json, _) = run("budget.json", &["--memory-budget", "400MiB"]);
+    assert_eq!(json["config"]["memory_budget"], 400u64 << 20);
+    assert_eq!(json["budget"]["budget"], 400u64 << 20);
+}
+
+#[test]
 fn missing_data_fails_clearly() {
     let model = MINILM_L6_V2.resolve(None).unwrap();
     let model = model.to_str().unwrap();
@@ -267,7 +333,12 @@ fn memory_budget_bounds_the_measured_peak_of_a_real_run() {
         image: None,
     };
     let device = default_device().unwrap();
-    let report = train::<TrainingBackend>(config(Some(budget)), &device, |_, _, _, _| {}).unwrap();
+    let report = train::<TrainingBackend>(
+        config(MemoryBudget::Bytes(budget)),
+        &device,
+        |_, _, _, _| {},
+    )
+    .unwrap();
     let fit = report.budget.as_ref().expect("budget mode reports its fit");
     // More than r = 0.9 allows (6 of 54), fewer than all.
     assert!(
@@ -291,8 +362,51 @@ fn memory_budget_bounds_the_measured_peak_of_a_real_run() {
     assert!(peak <= budget, "measured {peak} above the budget {budget}");
 
     // A budget below an all-frozen step names the minimum.
-    let err = train::<TrainingBackend>(config(Some(Bytes(200 << 20))), &device, |_, _, _, _| {})
-        .unwrap_err()
-        .to_string();
+    let err = train::<TrainingBackend>(
+        config(MemoryBudget::Bytes(Bytes(200 << 20))),
+        &device,
+        |_, _, _, _| {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("every unit frozen"), "{err}");
+
+    // The one-run default: the least of SlimFit's plan with every unit but the vocabulary
+    // table trainable and half of full fine-tuning's, both at this run's widest batch; the
+    // run stays under it.
+    // (As `train` resolves it: Adam moments of frozen units dropped.)
+    let report = train::<TrainingBackend>(
+        TrainConfig {
+            optimizer_state: OptimizerStatePolicy::Drop,
+            ..config(MemoryBudget::one_run_default())
+        },
+        &device,
+        |_, _, _, _| {},
+    )
+    .unwrap();
+    let fit = report
+        .budget
+        .as_ref()
+        .expect("the default runs in budget mode");
+    let planned = fit.origin.planned;
+    let cap = slimfit_trainer::memory_target::DEFAULT_CAP;
+    let expected = planned
+        .slimfit_all
+        .min(Bytes((cap * planned.full.0 as f64) as u64))
+        .max(planned.least());
+    assert_eq!(fit.budget, expected, "{:?}", fit.origin);
+    assert!(
+        planned.frozen < fit.budget && fit.budget < planned.full,
+        "{planned:?}"
+    );
+    let peak = report.peak_bytes.expect("flex counts bytes");
+    assert!(
+        peak <= fit.budget,
+        "measured {peak} above the target {}",
+        fit.budget
+    );
+    assert!(
+        fit.trainable_units < 54 && fit.trainable_units > 6,
+        "{fit:?}"
+    );
 }

@@ -9,7 +9,7 @@ use slimfit_data::assets::MINILM_L6_V2;
 use slimfit_memory::CountingAllocator;
 use slimfit_trainer::backend::{TrainingBackend, default_device};
 use slimfit_trainer::measure::OptimizerStatePolicy;
-use slimfit_trainer::train::{PolicyKind, TrainConfig, TrainReport, Variant, train};
+use slimfit_trainer::train::{MemoryBudget, PolicyKind, TrainConfig, TrainReport, Variant, train};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
@@ -96,7 +96,7 @@ fn config(data_dir: &Path, policy: PolicyKind, variant: Variant) -> TrainConfig 
         max_train_examples: None,
         max_dev_examples: None,
         optimizer_state: OptimizerStatePolicy::Keep,
-        memory_budget: None,
+        memory_budget: MemoryBudget::Off,
         output: None,
         image: None,
     }
@@ -180,7 +180,7 @@ fn budget_mode_fits_the_longest_training_sequence_not_max_len() {
     write_rte(dir.path());
     let budgeted = |max_len, budget| TrainConfig {
         max_len,
-        memory_budget: Some(budget),
+        memory_budget: MemoryBudget::Bytes(budget),
         ..config(dir.path(), PolicyKind::Ils, Variant::Default)
     };
     let generous = slimfit_memory::Bytes(4 << 30);
