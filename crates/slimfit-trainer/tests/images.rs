@@ -92,9 +92,13 @@ fn train_fashion_mnist_through_the_binary_writes_the_report() {
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let c = &r["config"];
     assert_eq!(c["task"], "fashion-mnist");
-    // The task's defaults: r = 0.9, the default variant (scaled compression, relative L1).
-    assert_eq!(c["freeze_rate"], 0.9);
+    // The one-run default: ILS in budget mode under the target the run chose, frozen
+    // moments dropped, a head warm-up; the default variant (scaled compression, relative L1).
     assert_eq!(c["policy"], "ils");
+    assert_eq!(c["memory_budget"]["cap_of_full"], 0.5);
+    assert_eq!(c["optimizer_state"], "drop");
+    assert_eq!(c["head_warmup"], 0.2);
+    assert!(r["budget"]["origin"]["planned"]["full"].as_u64().is_some());
     assert_eq!(c["compression"], "scaled");
     assert_eq!(c["score"], "relative-l1");
     assert_eq!(c["lr"], Task::Image(ImageTask::FashionMnist).defaults().1);
@@ -112,14 +116,16 @@ fn train_fashion_mnist_through_the_binary_writes_the_report() {
     let acc = metrics["accuracy"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&acc), "{acc}");
     // 40 images in batches of 8: 5 steps. The head always trains (as the reference's
-    // CIFAR-10): floor(0.9 · 124) = 111 of the 124 candidates frozen each step.
+    // CIFAR-10): the first step (the 20 % warm-up) trains it alone, freezing all 124
+    // candidates; then the budget trains some of them.
     let frozen: Vec<u64> = r["frozen_per_step"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_u64().unwrap())
         .collect();
-    assert_eq!(frozen, [111; 5]);
+    assert_eq!(frozen[0], 124);
+    assert!(frozen[1..].iter().all(|&f| f < 124), "{frozen:?}");
     let head = r["trained_steps_per_unit"]
         .as_array()
         .unwrap()

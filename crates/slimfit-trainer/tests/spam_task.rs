@@ -136,6 +136,18 @@ fn trains_on_a_small_balanced_spam_subset() {
     assert!(json["dev_metrics"][0]["metrics"]["f1"].is_number());
 }
 
+/// The size of the tiny CLI runs: 32 training and 16 dev messages, one epoch, 16 tokens.
+const TINY_RUN: [&str; 8] = [
+    "--max-train-examples",
+    "32",
+    "--max-dev-examples",
+    "16",
+    "--epochs",
+    "1",
+    "--max-len",
+    "16",
+];
+
 #[test]
 fn main_job_at_a_tiny_size_prints_its_summary_and_writes_the_report() {
     if !corpus_obtainable() {
@@ -145,18 +157,11 @@ fn main_job_at_a_tiny_size_prints_its_summary_and_writes_the_report() {
     let report = dir.path().join("nested/main-job.json");
     let (ok, stdout, stderr) = cli(
         &[
-            "main-job",
-            "--max-train-examples",
-            "32",
-            "--max-dev-examples",
-            "16",
-            "--epochs",
-            "1",
-            "--max-len",
-            "16",
-            "--report",
-            report.to_str().unwrap(),
-        ],
+            &["main-job"][..],
+            &TINY_RUN,
+            &["--report", report.to_str().unwrap()],
+        ]
+        .concat(),
         &[],
     );
     assert!(ok, "{stderr}");
@@ -197,21 +202,8 @@ fn train_without_method_flags_runs_the_one_run_default_and_a_flag_overrides_it()
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, extra: &[&str]| {
         let report = dir.path().join(name);
-        let mut args = vec![
-            "train",
-            "--task",
-            "spam-assassin",
-            "--max-train-examples",
-            "32",
-            "--max-dev-examples",
-            "16",
-            "--epochs",
-            "1",
-            "--max-len",
-            "16",
-            "--report",
-            report.to_str().unwrap(),
-        ];
+        let mut args = [&["train", "--task", "spam-assassin"][..], &TINY_RUN].concat();
+        args.extend_from_slice(&["--report", report.to_str().unwrap()]);
         args.extend_from_slice(extra);
         let (ok, _, stderr) = cli(&args, &[]);
         assert!(ok, "{stderr}");
