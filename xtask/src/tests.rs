@@ -581,15 +581,15 @@ fn cells_measured_with_unneeded_score_snapshots_are_recomputed() {
 }
 
 #[test]
-fn the_default_method_needs_the_paper_cell() {
+fn the_matched_method_needs_the_paper_cell() {
     let dir = tempfile::tempdir().unwrap();
     let err = reproduce::run(&Args {
-        methods: Some(vec![Method::Full, Method::SlimfitDefault]),
+        methods: Some(vec![Method::Full, Method::SlimfitMatched]),
         ..args(dir.path())
     })
     .unwrap_err()
     .to_string();
-    assert!(err.contains("slimfit-default needs slimfit-paper"), "{err}");
+    assert!(err.contains("slimfit-matched needs slimfit-paper"), "{err}");
 }
 
 #[test]
