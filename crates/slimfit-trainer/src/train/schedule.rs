@@ -1,0 +1,138 @@
+//! How the loop freezes and updates: the policy over the candidate units, the scores, and the
+//! optimizer's settings and learning-rate schedule.
+
+use slimfit_dynamics::{ScoreFormula, UnitScores};
+use slimfit_models::{Unit, UnitKind};
+use slimfit_scheduler::{FreezePolicy, FreezeRate, Full, Ils, RandomFreeze, StaticPrefix};
+
+use super::config::{PolicyKind, TrainConfig};
+use crate::measure::OptimizerStatePolicy;
+use crate::task::Task;
+
+/// How [`run_slimfit`] freezes, scores and updates.
+pub struct Schedule {
+    /// Picks the trainable units of each step from the scores.
+    pub policy: Box<dyn FreezePolicy>,
+    /// Training-dynamics scores, one per unit.
+    pub scores: UnitScores,
+    /// Epochs.
+    pub epochs: usize,
+    /// Peak learning rate (linear decay to 0 after `warmup`).
+    pub lr: f64,
+    /// Fraction of optimizer steps with linear warm-up.
+    pub warmup: f64,
+    /// Micro-batches per optimizer step ([`step_gradients`]); 1: none.
+    pub grad_accum: usize,
+    /// Decoupled weight decay of the units that decay ([`decays`]).
+    pub weight_decay: f64,
+    /// Adam state of frozen units.
+    pub optimizer_state: OptimizerStatePolicy,
+    /// Head warm-up: for this fraction of the optimizer steps only the head trains (a linear
+    /// probe), then the policy takes over. 0: none.
+    pub head_warmup: f64,
+}
+
+/// Whether AdamW's weight decay applies to a unit: every weight but LayerNorm γ and
+/// DINOv2's layer-scale λ (biases and LayerNorm β are not units and never decay).
+pub fn decays(kind: UnitKind) -> bool {
+    !matches!(kind, UnitKind::LayerNorm | UnitKind::LayerScale)
+}
+
+pub(super) fn learning_rate(step: usize, total: usize, peak: f64, warmup: f64) -> f64 {
+    let warm = (warmup * total as f64).round() as usize;
+    if step < warm {
+        peak * (step + 1) as f64 / warm as f64
+    } else {
+        peak * (total.saturating_sub(step)) as f64 / (total - warm).max(1) as f64
+    }
+}
+
+/// The units the freezing policy chooses from: all but the head where the task trains it
+/// at every step ([`Task::head_always_trains`]).
+pub(super) fn candidates(units: &[Unit], task: Task) -> Vec<bool> {
+    units
+        .iter()
+        .map(|u| !(task.head_always_trains() && u.kind == UnitKind::Head))
+        .collect()
+}
+
+/// The loop's schedule for `config`: its policy at `rate` over `candidates`, fresh scores
+/// for `t` units, and the optimizer settings.
+pub(super) fn schedule_of(
+    config: &TrainConfig,
+    rate: FreezeRate,
+    candidates: Vec<bool>,
+    t: usize,
+    formula: ScoreFormula,
+) -> Schedule {
+    Schedule {
+        policy: make_policy(config.policy, rate, candidates, config.seed),
+        scores: UnitScores::new(t, formula, 1e10, config.seed),
+        epochs: config.epochs,
+        lr: config.lr,
+        warmup: config.warmup,
+        grad_accum: config.grad_accum,
+        weight_decay: 0.01,
+        optimizer_state: config.optimizer_state,
+        head_warmup: config.head_warmup,
+    }
+}
+
+/// The freezing policy of `config` over `candidates` (units outside them always train).
+pub(super) fn make_policy(
+    kind: PolicyKind,
+    rate: FreezeRate,
+    candidates: Vec<bool>,
+    seed: u64,
+) -> Box<dyn FreezePolicy> {
+    match kind {
+        PolicyKind::Ils => Box::new(Ils::new(rate, candidates)),
+        PolicyKind::Full => Box::new(Full),
+        PolicyKind::StaticPrefix => Box::new(StaticPrefix::new(rate, candidates)),
+        PolicyKind::Random => Box::new(RandomFreeze::new(rate, candidates, 1, seed)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Budget mode plans score snapshots for ILS alone; the loop takes them for a policy
+    /// that reads scores. The two must agree, or budget plans miss (or invent) the copies.
+    #[test]
+    fn budget_plans_snapshots_exactly_for_the_policies_whose_updates_are_scored() {
+        let rate = FreezeRate::new(0.5).unwrap();
+        for kind in [
+            PolicyKind::Ils,
+            PolicyKind::Full,
+            PolicyKind::StaticPrefix,
+            PolicyKind::Random,
+        ] {
+            let policy = make_policy(kind, rate, vec![true; 4], 0);
+            assert_eq!(policy.reads_scores(), kind == PolicyKind::Ils, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn layer_norm_and_layer_scale_do_not_decay() {
+        assert!(!decays(UnitKind::LayerNorm));
+        assert!(!decays(UnitKind::LayerScale));
+        for kind in [
+            UnitKind::Embedding,
+            UnitKind::PatchEmbedding,
+            UnitKind::Query,
+            UnitKind::Ffn2,
+            UnitKind::Head,
+        ] {
+            assert!(decays(kind), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn learning_rate_warms_up_then_decays_linearly_to_zero() {
+        assert_eq!(learning_rate(0, 10, 1.0, 0.0), 1.0);
+        assert!((learning_rate(9, 10, 1.0, 0.0) - 0.1).abs() < 1e-12);
+        assert!((learning_rate(0, 10, 1.0, 0.2) - 0.5).abs() < 1e-12);
+        assert_eq!(learning_rate(2, 10, 1.0, 0.2), 1.0);
+    }
+}
