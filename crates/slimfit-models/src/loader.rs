@@ -61,6 +61,21 @@ pub enum LoadError {
         /// The stored dtype.
         dtype: String,
     },
+    /// A tensor holds NaN or infinite values (a checkpoint saved from a diverged run).
+    #[error(
+        "tensor `{name}` in {path} holds {count} non-finite values (NaN or infinite), the \
+         first at flat index {first}: the checkpoint is corrupt or was saved from a diverged run"
+    )]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The Hugging Face name of the tensor.
+        name: String,
+        /// How many values are NaN or infinite.
+        count: usize,
+        /// The flat index of the first.
+        first: usize,
+    },
     /// The configuration file is malformed or out of range.
     #[error("invalid model config {path}: {reason}")]
     Config {
@@ -231,6 +246,14 @@ impl<'a, B: Backend> SafetensorsSource<'a, B> {
             name: stored_name.clone(),
             dtype: format!("{:?}", view.dtype()),
         })?;
+        if let Some(first) = values.iter().position(|v| !v.is_finite()) {
+            return Err(LoadError::NonFinite {
+                path: self.path.clone(),
+                count: values.iter().filter(|v| !v.is_finite()).count(),
+                name: stored_name,
+                first,
+            });
+        }
         self.used.insert(stored_name);
         let data = TensorData::new(values, shape);
         Ok(Some(Tensor::from_data(data, self.device)))

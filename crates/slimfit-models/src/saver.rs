@@ -16,11 +16,12 @@
 //! patch, patch]` convolution held as `[hidden, channels · patch²]`) is written in the shape
 //! the loader asked for.
 //!
-//! Every file is written to a temporary file in the output directory, synced, then renamed
-//! over its final name: an interrupted save never leaves a half-written file behind.
+//! The directory is written as a whole ([`crate::staged_dir`]): staged beside the target,
+//! synced, then put in its place in one step, so an interrupted save leaves the previous
+//! checkpoint (or nothing), never a mix of old and new files. A model with a NaN or infinite
+//! value is refused before anything is written.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
@@ -34,6 +35,7 @@ use crate::dense::Dense;
 use crate::heads::BertForSequenceClassification;
 use crate::loader::{Init, LoadError, ParamSource};
 use crate::slim::SlimOps;
+use crate::staged_dir::StagedDir;
 use crate::vit::{ViTConfig, ViTForImageClassification, ViTModel, ViTVariant};
 
 /// Files a BERT checkpoint needs besides its weights and config: copied when the source has
@@ -71,6 +73,25 @@ pub enum SaveError {
     /// layers, a parameter of another size).
     #[error("the model does not match its configuration: {0}")]
     Layout(String),
+    /// The output path exists and is not something a checkpoint may replace.
+    #[error("cannot save a checkpoint to {path}: {reason}")]
+    NotACheckpoint {
+        /// The output path.
+        path: PathBuf,
+        /// Why it may not be replaced.
+        reason: String,
+    },
+    /// A parameter holds NaN or infinite values: such a model is never saved.
+    #[error(
+        "`{name}` holds {count} non-finite values (NaN or infinite): a diverged model is not \
+         saved"
+    )]
+    NonFinite {
+        /// The checkpoint name of the tensor.
+        name: String,
+        /// How many values are NaN or infinite.
+        count: usize,
+    },
     /// The labels given do not fit the head.
     #[error("labels: {0}")]
     Labels(String),
@@ -340,10 +361,16 @@ impl<B: Backend> NameRecorder<B> {
                 ids.0.len()
             )));
         }
-        for ((id, numel), (shape, bytes)) in ids.0.into_iter().zip(values.0) {
+        for ((id, numel), (shape, bytes, non_finite)) in ids.0.into_iter().zip(values.0) {
             let (name, stored) = self.names.get(&id).ok_or_else(|| {
                 SaveError::Layout("a parameter the loader does not name".to_string())
             })?;
+            if non_finite > 0 {
+                return Err(SaveError::NonFinite {
+                    name: format!("{prefix}{name}"),
+                    count: non_finite,
+                });
+            }
             let held: usize = shape.iter().product();
             if held != numel {
                 return Err(SaveError::Layout(format!(
@@ -409,62 +436,19 @@ impl<B: Backend> ModuleVisitor<B> for SkeletonIds {
     }
 }
 
-/// Shapes and fp32 little-endian bytes of a model's parameters, in visiting order.
-struct Values(Vec<(Vec<usize>, Vec<u8>)>);
+/// Shapes, fp32 little-endian bytes and the count of non-finite values of a model's
+/// parameters, in visiting order.
+struct Values(Vec<(Vec<usize>, Vec<u8>, usize)>);
 
 impl<B: Backend> ModuleVisitor<B> for Values {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let data = param.val().into_data().convert::<f32>();
         let shape = data.shape.to_vec();
-        let bytes = data
-            .as_slice::<f32>()
-            .expect("converted to f32")
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        self.0.push((shape, bytes));
+        let values = data.as_slice::<f32>().expect("converted to f32");
+        let non_finite = values.iter().filter(|v| !v.is_finite()).count();
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.0.push((shape, bytes, non_finite));
     }
-}
-
-/// A file written under a temporary name in its directory and renamed into place.
-fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), SaveError>,
-) -> Result<(), SaveError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let io = |source| SaveError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // As `File::create` would: readable by all, less the umask (temporary files are 0600).
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let tmp = builder.tempfile_in(dir).map_err(io)?;
-    write(tmp.path())?;
-    // The writer may have replaced the file: sync what is at the path now.
-    std::fs::File::open(tmp.path())
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
-}
-
-fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
-    write_atomically(path, |tmp| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(tmp)
-            .and_then(|mut f| f.write_all(bytes))
-            .map_err(|source| SaveError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-    })
 }
 
 fn write_checkpoint(
@@ -474,39 +458,32 @@ fn write_checkpoint(
     source: Option<&Path>,
     side_files: &[&str],
 ) -> Result<SavedCheckpoint, SaveError> {
-    std::fs::create_dir_all(dir).map_err(|source| SaveError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let weights = dir.join("model.safetensors");
+    let staged = StagedDir::new(dir)?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let tensor_bytes = tensors.iter().map(|t| t.bytes.len() as u64).sum();
-    write_atomically(&weights, |tmp| {
-        let views = tensors.iter().map(|t| (t.name.as_str(), t));
-        safetensors::serialize_to_file(views, Some(metadata), tmp).map_err(|e| {
-            SaveError::Serialize {
-                path: weights.clone(),
-                reason: e.to_string(),
-            }
-        })
-    })?;
-    write_bytes(&dir.join("config.json"), config)?;
+    let views = tensors.iter().map(|t| (t.name.as_str(), t));
+    safetensors::serialize_to_file(views, Some(metadata), &staged.file("model.safetensors"))
+        .map_err(|e| SaveError::Serialize {
+            path: dir.join("model.safetensors"),
+            reason: e.to_string(),
+        })?;
+    staged.write("config.json", config)?;
     let mut copied = Vec::new();
     if let Some(source) = source {
         for name in side_files {
             let from = source.join(name);
-            let to = dir.join(name);
-            if !from.is_file() || same_file(&from, &to) {
+            if !from.is_file() {
                 continue;
             }
             let bytes = std::fs::read(&from).map_err(|source| SaveError::Io {
                 path: from.clone(),
                 source,
             })?;
-            write_bytes(&to, &bytes)?;
+            staged.write(name, &bytes)?;
             copied.push(name.to_string());
         }
     }
+    staged.commit()?;
     tracing::info!(
         "saved {} tensors ({} bytes) and config.json to {}{}",
         tensors.len(),
@@ -524,8 +501,4 @@ fn write_checkpoint(
         tensor_bytes,
         copied,
     })
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }

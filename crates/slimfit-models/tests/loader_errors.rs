@@ -194,6 +194,46 @@ fn unreadable_file_is_an_io_error_naming_the_path() {
 }
 
 #[test]
+fn a_checkpoint_with_nan_or_infinite_weights_is_refused_naming_the_tensor() {
+    let c = tiny_config();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let tensors = bert_tensors(&c, "");
+    let buffers: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(n, s)| {
+            let mut values = vec![0.01f32; s.iter().product::<usize>()];
+            if n.ends_with("layer.1.output.dense.weight") {
+                values[3] = f32::NAN;
+                values[5] = f32::INFINITY;
+            }
+            values.iter().flat_map(|v| v.to_le_bytes()).collect()
+        })
+        .collect();
+    let views: HashMap<String, TensorView<'_>> = tensors
+        .iter()
+        .zip(&buffers)
+        .map(|((n, s), b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    serialize_to_file(views, None, &path).unwrap();
+    let err = load(&path, &c).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LoadError::NonFinite { ref name, count: 2, first: 3, .. }
+                if name == "encoder.layer.1.output.dense.weight"
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
+}
+
+#[test]
 fn integer_weights_are_a_dtype_error() {
     let c = tiny_config();
     let dir = tempfile::tempdir().unwrap();

@@ -326,3 +326,118 @@ fn vit_and_dinov2_round_trip_on_tiny_random_configs() {
         }
     }
 }
+
+/// Sets every value of the matrices of this many values to NaN (the classifier's weight).
+struct Poison(usize);
+
+impl ModuleMapper<B> for Poison {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let target = self.0;
+        param.map(|t| {
+            if D == 2 && t.shape().num_elements() == target {
+                t.mul_scalar(f32::NAN)
+            } else {
+                t
+            }
+        })
+    }
+}
+
+/// Names in `dir` that a save leaves only while it runs (or when it is killed).
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".partial-") || n.contains(".old-"))
+        .collect()
+}
+
+#[test]
+fn a_checkpoint_directory_is_replaced_as_a_whole_and_killed_saves_leave_nothing() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, tiny_config("vit")).unwrap();
+    let config = ViTConfig::from_json_file(&config_path).unwrap();
+    let device = default_device().unwrap();
+    let model =
+        ViTForImageClassification::<B>::load(&mut InitSource::new(&device), &config, 3).unwrap();
+    let out = dir.path().join("out");
+    let first = ["a", "b", "c"].map(String::from);
+    save_vit_classifier(&model, &config, &first, None, &out).unwrap();
+    // A file of the old checkpoint, and the debris of a save killed half-way.
+    std::fs::write(out.join("stale.txt"), "old").unwrap();
+    let killed = dir.path().join(".out.partial-killed");
+    std::fs::create_dir(&killed).unwrap();
+    std::fs::write(killed.join("model.safetensors"), vec![0u8; 1024]).unwrap();
+
+    let second = ["x", "y", "z"].map(String::from);
+    save_vit_classifier(&model, &config, &second, None, &out).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(json["id2label"]["0"], "x");
+    assert!(
+        !out.join("stale.txt").exists(),
+        "the old directory went as a whole"
+    );
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_ne!(
+            mode & 0o055,
+            0,
+            "not a private temporary directory: {mode:o}"
+        );
+    }
+
+    // A directory that is not a checkpoint is never replaced.
+    let notes = dir.path().join("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(notes.join("todo.txt"), "keep me").unwrap();
+    let err = save_vit_classifier(&model, &config, &second, None, &notes).unwrap_err();
+    assert!(
+        matches!(err, SaveError::NotACheckpoint { .. }) && err.to_string().contains("notes"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(notes.join("todo.txt")).unwrap(),
+        "keep me"
+    );
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+}
+
+#[test]
+fn a_model_with_nan_weights_is_never_saved() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, tiny_config("vit")).unwrap();
+    let config = ViTConfig::from_json_file(&config_path).unwrap();
+    let device = default_device().unwrap();
+    let model = ViTForImageClassification::<B>::load(&mut InitSource::new(&device), &config, 3)
+        .unwrap()
+        .map(&mut Poison(3 * 32));
+    let out = dir.path().join("out");
+    let labels = ["a", "b", "c"].map(String::from);
+    let err = save_vit_classifier(&model, &config, &labels, None, &out).unwrap_err();
+    assert!(
+        matches!(err, SaveError::NonFinite { ref name, count: 96 } if name == "classifier.weight"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+}
