@@ -402,3 +402,79 @@ fn memory_budget_bounds_the_measured_peak_of_a_real_run() {
         "{fit:?}"
     );
 }
+
+#[test]
+fn a_diverging_run_stops_naming_the_step_and_writes_no_model_or_report() {
+    if !corpus_obtainable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model");
+    let report = dir.path().join("report.json");
+    let mut args = [&["train", "--task", "spam-assassin"][..], &TINY_RUN].concat();
+    args.extend_from_slice(&[
+        "--batch",
+        "8",
+        "--policy",
+        "full",
+        "--lr",
+        "1e30",
+        "--output",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let (ok, stdout, stderr) = cli(&args, &[]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("training diverged at step") && stderr.contains("of 4"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!out.exists() && !report.exists());
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
+
+#[test]
+fn unusable_output_paths_fail_before_training_and_overwrite_replaces_a_checkpoint() {
+    if !corpus_obtainable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let old = dir.path().join("old-checkpoint");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::write(old.join("config.json"), "{}").unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = [&["train", "--task", "spam-assassin"][..], &TINY_RUN].concat();
+        args.extend_from_slice(extra);
+        cli(&args, &[])
+    };
+    let under_file = blocker.join("report.json");
+    for (flags, named) in [
+        (vec!["--report", under_file.to_str().unwrap()], "a-file"),
+        (vec!["--output", blocker.to_str().unwrap()], "a-file"),
+        (
+            vec!["--output", old.to_str().unwrap()],
+            "already holds a checkpoint",
+        ),
+    ] {
+        let (ok, stdout, stderr) = train(&flags);
+        assert!(!ok, "{flags:?}: {stdout}");
+        assert!(stderr.contains(named), "{flags:?}: {stderr}");
+        // Refused before the first step: nothing trained.
+        assert!(!stdout.contains("epoch 1"), "{flags:?}: {stdout}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(old.join("config.json")).unwrap(),
+        "{}"
+    );
+    let (ok, stdout, stderr) = train(&["--output", old.to_str().unwrap(), "--overwrite"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("fine-tuned model saved"), "{stdout}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(old.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["id2label"]["1"], "spam");
+    assert!(old.join("model.safetensors").is_file());
+}

@@ -169,7 +169,7 @@ where
         length_bucketed_batches(
             &vec![1; self.train.len()],
             self.batch,
-            self.seed + epoch as u64,
+            self.seed.wrapping_add(epoch as u64),
         )
     }
 

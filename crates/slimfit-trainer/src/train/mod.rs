@@ -33,6 +33,7 @@ use crate::task::{Task, TaskDataError};
 mod budget;
 pub mod config;
 mod images;
+mod params;
 pub mod report;
 pub mod run_loop;
 pub mod schedule;
@@ -69,6 +70,20 @@ pub enum TrainError {
     /// Saving the fine-tuned model (`output`) failed.
     #[error(transparent)]
     Save(#[from] slimfit_models::SaveError),
+    /// A step's loss, or the weights after its update, were NaN or infinite: the run stopped
+    /// and nothing was saved.
+    #[error(
+        "training diverged at step {step} of {total}: {reason}. The run stopped and saved \
+         nothing; try a lower --lr"
+    )]
+    Diverged {
+        /// The 1-based optimizer step.
+        step: usize,
+        /// Optimizer steps of the run.
+        total: usize,
+        /// What was not finite.
+        reason: String,
+    },
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),

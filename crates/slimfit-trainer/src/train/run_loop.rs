@@ -2,8 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::module::{AutodiffModule, ParamId};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 use slimfit_memory::{Bytes, counting};
@@ -11,6 +12,7 @@ use slimfit_models::{HasUnits, Unit, UnitKind};
 
 use super::TrainError;
 use super::measured_peak;
+use super::params::{Decay, first_non_finite, snapshot};
 use super::report::EpochMetrics;
 use super::schedule::{Schedule, decays, learning_rate};
 use crate::measure::OptimizerStatePolicy;
@@ -77,55 +79,6 @@ pub struct LoopOutcome {
     pub score_snapshots: bool,
 }
 
-/// Copies the values of chosen parameters to the host.
-struct Snapshot<'a> {
-    wanted: &'a HashMap<ParamId, usize>,
-    values: HashMap<usize, Vec<f32>>,
-}
-
-impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Snapshot<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(&unit) = self.wanted.get(&param.id) {
-            let data = param.val().into_data().convert::<f32>();
-            self.values
-                .insert(unit, data.into_vec().expect("f32 values"));
-        }
-    }
-}
-
-fn snapshot<B: AutodiffBackend, M: Module<B>>(
-    model: &M,
-    wanted: &HashMap<ParamId, usize>,
-) -> HashMap<usize, Vec<f32>> {
-    let mut visitor = Snapshot {
-        wanted,
-        values: HashMap::new(),
-    };
-    model.visit(&mut visitor);
-    visitor.values
-}
-
-/// Decoupled weight decay `W ← W·(1 − lr·wd)` on the chosen parameters (AdamW's decay,
-/// applied only to weights that are not biases or LayerNorm, and only when they trained).
-struct Decay<'a> {
-    ids: &'a HashSet<ParamId>,
-    factor: f64,
-}
-
-impl<B: AutodiffBackend> ModuleMapper<B> for Decay<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        if !self.ids.contains(&param.id) {
-            return param;
-        }
-        let factor = self.factor;
-        param.map(|t| {
-            let tracked = t.is_require_grad();
-            let t = Tensor::from_inner(t.inner().mul_scalar(factor));
-            if tracked { t.require_grad() } else { t }
-        })
-    }
-}
-
 /// The gradients of one optimizer step over `micro_batches` (k of them) and the mean of
 /// their losses. Each micro-batch's mean loss is scaled by 1/k and back-propagated, and the
 /// gradients are summed as they come: the mean of the micro-batches' gradients — for k
@@ -166,14 +119,18 @@ where
 }
 
 /// SlimFit's training loop over any [`Workload`]; returns what it recorded and the trained
-/// model. Per optimizer step: the policy picks the trainable units from the scores, `fit`
-/// may change the set to fit a memory budget (it gets the scores, except during the head
-/// warm-up), the model is switched to that set, the gradients of the
-/// step's `grad_accum` micro-batches are computed ([`step_gradients`]), weight decay and
-/// AdamW update the trained units (with `lr` decayed linearly over the optimizer steps),
-/// frozen units' Adam state is dropped when asked, and the scores of the trained units are
+/// model. Per optimizer step ([`LoopState`]): the policy picks the trainable units from the
+/// scores and `fit` may change the set to fit a memory budget (it gets the scores, except
+/// during the head warm-up); frozen units' Adam moments are dropped when asked; the model
+/// is switched to that set; the gradients of the step's `grad_accum` micro-batches are
+/// computed ([`step_gradients`]); weight decay and AdamW update the trained units (with
+/// `lr` decayed linearly over the optimizer steps); and the scores of the trained units are
 /// updated from their values before and after the step. The dev set is evaluated after
 /// every epoch.
+///
+/// A step whose loss is NaN or infinite, or whose update leaves a trained unit with a NaN or
+/// infinite value, stops the run with [`TrainError::Diverged`] naming the step (and the
+/// unit): a diverged model is never returned.
 pub fn run_slimfit<B, W>(
     workload: &mut W,
     mut model: W::Model,
@@ -186,133 +143,288 @@ where
     B: AutodiffBackend,
     W: Workload<B>,
 {
-    let t = units.len();
-    let decay_ids: HashSet<ParamId> = units
-        .iter()
-        .filter(|u| decays(u.kind))
-        .map(|u| u.param_id)
-        .collect();
-    let mut optim = AdamWConfig::new()
-        .with_epsilon(1e-6)
-        .with_weight_decay(0.0)
-        .init::<B, W::Model>();
     let accum = schedule.grad_accum.max(1);
-    let total_steps = workload.batches_per_epoch().div_ceil(accum) * schedule.epochs;
-    let mut outcome = LoopOutcome {
-        dev_metrics: Vec::new(),
-        loss_curve: Vec::with_capacity(total_steps),
-        frozen_per_step: Vec::with_capacity(total_steps),
-        trained_count: vec![0; t],
-        trained_per_step: Vec::with_capacity(total_steps),
-        step_peaks: Vec::with_capacity(total_steps),
-        score_snapshots: false,
-    };
-    let measuring = measured_peak().is_some();
-    // Scoring copies every trainable unit twice a step: only for a policy that reads scores.
-    let scoring = schedule.policy.reads_scores();
-    outcome.score_snapshots = scoring;
-    let mut trained_last = vec![false; t];
-    let head_warmup_steps = (schedule.head_warmup * total_steps as f64).round() as usize;
-    let mut step = 0;
+    let total_steps = total_steps(workload.batches_per_epoch(), accum, schedule.epochs)?;
+    let mut state = LoopState::<B, W::Model>::new(units, &schedule, total_steps);
     for epoch in 0..schedule.epochs {
         for micro_batches in workload.epoch_batches(epoch).chunks(accum) {
-            let warming = step < head_warmup_steps;
-            let mut trainable = if warming {
-                // A fresh head's first gradients are noise to the backbone; under freezing
-                // a backbone unit pushed off by them trains too rarely to recover.
-                units.iter().map(|u| u.kind == UnitKind::Head).collect()
-            } else {
-                schedule
-                    .policy
-                    .trainable(step - head_warmup_steps, schedule.scores.scores())
-            };
-            let context = StepContext {
-                scores: (!warming).then(|| schedule.scores.scores()),
-                last_peak: (measuring && step > 0).then(counting::window_peak),
-                tokens: micro_batches
-                    .iter()
-                    .filter_map(|batch| workload.tokens(batch))
-                    .max(),
-            };
-            fit(&mut trainable, context)?;
-            counting::reset_window();
-            let frozen = trainable.iter().filter(|&&x| !x).count();
-            let newly_frozen = (0..t).any(|i| trained_last[i] && !trainable[i]);
-            if schedule.optimizer_state == OptimizerStatePolicy::Drop && newly_frozen {
-                // Freed before the forward pass, not after the update: the step's peak then
-                // holds the moments of this step's units only, as the accountant plans it.
-                // Only last step's units hold moments, so nothing to do unless one froze.
-                let mut record = optim.to_record();
-                let before = record.len();
-                for unit in units.iter().filter(|u| !trainable[u.index]) {
-                    record.remove(&unit.param_id);
-                }
-                if record.len() != before {
-                    optim = optim.load_record(record);
-                }
-            }
+            let tokens = micro_batches
+                .iter()
+                .filter_map(|batch| workload.tokens(batch))
+                .max();
+            let trainable = state.choose(&mut schedule, tokens, &mut fit)?;
+            state.drop_frozen_moments(&schedule, &trainable);
             model = model.with_trainable(units, &trainable);
-            let wanted: HashMap<ParamId, usize> = units
-                .iter()
-                .filter(|u| trainable[u.index])
-                .map(|u| (u.param_id, u.index))
-                .collect();
-            // `wanted` also picks the weights that decay below: only the copies are skipped.
-            let before = if scoring {
-                snapshot::<B, _>(&model, &wanted)
-            } else {
-                HashMap::new()
-            };
-
-            let (grads, loss_value) = step_gradients(workload, &model, micro_batches)?;
-            let lr = learning_rate(step, total_steps, schedule.lr, schedule.warmup);
-            let trained_decay: HashSet<ParamId> = decay_ids
-                .iter()
-                .filter(|id| wanted.contains_key(id))
-                .copied()
-                .collect();
-            model = model.map(&mut Decay {
-                ids: &trained_decay,
-                factor: 1.0 - lr * schedule.weight_decay,
-            });
-            model = optim.step(lr, model, grads);
-            let after = if scoring {
-                snapshot::<B, _>(&model, &wanted)
-            } else {
-                HashMap::new()
-            };
-            for (unit, old) in &before {
-                schedule
-                    .scores
-                    .record(*unit, old, &after[unit])
-                    .expect("same unit, same length");
-            }
-            for (count, _) in outcome
-                .trained_count
-                .iter_mut()
-                .zip(&trainable)
-                .filter(|(_, trains)| **trains)
-            {
-                *count += 1;
-            }
-            if measuring {
-                outcome.step_peaks.push(counting::window_peak());
-            }
-            outcome.loss_curve.push(loss_value);
-            outcome.frozen_per_step.push(frozen);
-            outcome
-                .trained_per_step
-                .push((0..t).filter(|&i| trainable[i]).map(|i| i as u16).collect());
-            trained_last = trainable;
-            step += 1;
-            progress(step, total_steps, loss_value, frozen);
+            let wanted = state.trained_params(&trainable);
+            let before = state.copy_for_scores(&model, &wanted);
+            let (grads, loss) = step_gradients(workload, &model, micro_batches)?;
+            state.check_loss(loss)?;
+            model = state.update(model, grads, &wanted, &schedule);
+            state.check_weights(&model, &wanted)?;
+            state.score(&mut schedule, &model, &wanted, before);
+            let frozen = state.record(trainable, loss);
+            progress(state.step, total_steps, loss, frozen);
         }
         let metrics = workload.evaluate(&model.valid())?;
         tracing::info!("epoch {}: {:?}", epoch + 1, metrics);
-        outcome.dev_metrics.push(EpochMetrics {
+        state.outcome.dev_metrics.push(EpochMetrics {
             epoch: epoch + 1,
             metrics,
         });
     }
-    Ok((outcome, model))
+    Ok((state.outcome, model))
 }
+
+/// The most optimizer steps a run may have: far beyond any fine-tuning run, and a bound
+/// that keeps the per-step records' sizes representable.
+pub const MAX_STEPS: usize = 1 << 32;
+
+/// Optimizer steps of a run, refused beyond [`MAX_STEPS`].
+fn total_steps(batches: usize, accum: usize, epochs: usize) -> Result<usize, TrainError> {
+    batches
+        .div_ceil(accum)
+        .checked_mul(epochs)
+        .filter(|&n| n <= MAX_STEPS)
+        .ok_or_else(|| {
+            TrainError::Invalid(format!(
+                "{epochs} epochs of {batches} batches are more than {MAX_STEPS} optimizer \
+                 steps; lower --epochs"
+            ))
+        })
+}
+
+/// What the loop carries from step to step: the optimizer, the set trained last, the
+/// records, and the step counter.
+struct LoopState<'u, B: AutodiffBackend, M: AutodiffModule<B>> {
+    units: &'u [Unit],
+    optim: OptimizerAdaptor<AdamW, M, B>,
+    decay_ids: HashSet<ParamId>,
+    outcome: LoopOutcome,
+    trained_last: Vec<bool>,
+    /// Optimizer steps taken so far.
+    step: usize,
+    total_steps: usize,
+    head_warmup_steps: usize,
+    measuring: bool,
+    /// Whether the policy reads scores: only then are trained units copied to score them.
+    scoring: bool,
+    _model: std::marker::PhantomData<(B, M)>,
+}
+
+/// AdamW as the loop runs it: ε = 1e-6, and its decay off (applied to the trained units
+/// that decay only, by [`Decay`]).
+fn adamw<B: AutodiffBackend, M: AutodiffModule<B>>() -> OptimizerAdaptor<AdamW, M, B> {
+    AdamWConfig::new()
+        .with_epsilon(1e-6)
+        .with_weight_decay(0.0)
+        .init::<B, M>()
+}
+
+impl<'u, B, M> LoopState<'u, B, M>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + HasUnits<B>,
+{
+    fn new(units: &'u [Unit], schedule: &Schedule, total_steps: usize) -> Self {
+        let t = units.len();
+        // Records grow as steps are taken; reserve no more than a long run's worth up front.
+        let reserve = total_steps.min(1 << 16);
+        let scoring = schedule.policy.reads_scores();
+        Self {
+            units,
+            optim: adamw(),
+            decay_ids: units
+                .iter()
+                .filter(|u| decays(u.kind))
+                .map(|u| u.param_id)
+                .collect(),
+            outcome: LoopOutcome {
+                dev_metrics: Vec::new(),
+                loss_curve: Vec::with_capacity(reserve),
+                frozen_per_step: Vec::with_capacity(reserve),
+                trained_count: vec![0; t],
+                trained_per_step: Vec::with_capacity(reserve),
+                step_peaks: Vec::with_capacity(reserve),
+                score_snapshots: scoring,
+            },
+            trained_last: vec![false; t],
+            step: 0,
+            total_steps,
+            head_warmup_steps: (schedule.head_warmup * total_steps as f64).round() as usize,
+            measuring: measured_peak().is_some(),
+            scoring,
+            _model: std::marker::PhantomData,
+        }
+    }
+
+    /// This step's trainable set: the head alone during the head warm-up, else the policy's
+    /// choice from the scores; then `fit` (budget mode) may shed or refill it.
+    fn choose(
+        &mut self,
+        schedule: &mut Schedule,
+        tokens: Option<usize>,
+        fit: &mut impl FnMut(&mut [bool], StepContext<'_>) -> Result<(), TrainError>,
+    ) -> Result<Vec<bool>, TrainError> {
+        let warming = self.step < self.head_warmup_steps;
+        let mut trainable = if warming {
+            // A fresh head's first gradients are noise to the backbone; under freezing a
+            // backbone unit pushed off by them trains too rarely to recover.
+            self.units
+                .iter()
+                .map(|u| u.kind == UnitKind::Head)
+                .collect()
+        } else {
+            schedule
+                .policy
+                .trainable(self.step - self.head_warmup_steps, schedule.scores.scores())
+        };
+        let context = StepContext {
+            scores: (!warming).then(|| schedule.scores.scores()),
+            last_peak: (self.measuring && self.step > 0).then(counting::window_peak),
+            tokens,
+        };
+        fit(&mut trainable, context)?;
+        counting::reset_window();
+        Ok(trainable)
+    }
+
+    /// Drops the Adam moments of units that trained last step and are frozen now (when the
+    /// schedule asks for it). Freed before the forward pass, not after the update: the
+    /// step's peak then holds the moments of this step's units only, as the accountant
+    /// plans it. Only last step's units hold moments, so nothing is done unless one froze.
+    fn drop_frozen_moments(&mut self, schedule: &Schedule, trainable: &[bool]) {
+        let newly_frozen = (0..trainable.len()).any(|i| self.trained_last[i] && !trainable[i]);
+        if schedule.optimizer_state != OptimizerStatePolicy::Drop || !newly_frozen {
+            return;
+        }
+        let mut record = self.optim.to_record();
+        let before = record.len();
+        for unit in self.units.iter().filter(|u| !trainable[u.index]) {
+            record.remove(&unit.param_id);
+        }
+        if record.len() != before {
+            let optim = std::mem::replace(&mut self.optim, adamw());
+            self.optim = optim.load_record(record);
+        }
+    }
+
+    /// The parameters of the units that train, with their unit index.
+    fn trained_params(&self, trainable: &[bool]) -> HashMap<ParamId, usize> {
+        self.units
+            .iter()
+            .filter(|u| trainable[u.index])
+            .map(|u| (u.param_id, u.index))
+            .collect()
+    }
+
+    /// Host copies of the trained units for scoring, when the policy reads scores.
+    fn copy_for_scores(&self, model: &M, wanted: &HashMap<ParamId, usize>) -> Copies {
+        if self.scoring {
+            snapshot::<B, _>(model, wanted)
+        } else {
+            HashMap::new()
+        }
+    }
+
+    /// Stops the run on a NaN or infinite loss, before it updates anything.
+    fn check_loss(&self, loss: f32) -> Result<(), TrainError> {
+        if loss.is_finite() {
+            return Ok(());
+        }
+        Err(TrainError::Diverged {
+            step: self.step + 1,
+            total: self.total_steps,
+            reason: format!("the training loss is {loss}"),
+        })
+    }
+
+    /// AdamW's decoupled weight decay on the trained units that decay, then its update.
+    fn update(
+        &mut self,
+        model: M,
+        grads: burn::optim::GradientsParams,
+        wanted: &HashMap<ParamId, usize>,
+        schedule: &Schedule,
+    ) -> M {
+        let lr = learning_rate(self.step, self.total_steps, schedule.lr, schedule.warmup);
+        let trained_decay: HashSet<ParamId> = self
+            .decay_ids
+            .iter()
+            .filter(|id| wanted.contains_key(id))
+            .copied()
+            .collect();
+        let model = model.map(&mut Decay {
+            ids: &trained_decay,
+            factor: 1.0 - lr * schedule.weight_decay,
+        });
+        self.optim.step(lr, model, grads)
+    }
+
+    /// Stops the run when the update left a trained unit with a NaN or infinite value (a
+    /// non-finite gradient, or an overflow): frozen units did not change.
+    fn check_weights(&self, model: &M, wanted: &HashMap<ParamId, usize>) -> Result<(), TrainError> {
+        match first_non_finite::<B, _>(model, wanted) {
+            None => Ok(()),
+            Some(unit) => Err(TrainError::Diverged {
+                step: self.step + 1,
+                total: self.total_steps,
+                reason: format!(
+                    "the update left unit `{}` with NaN or infinite values",
+                    self.units[unit].name
+                ),
+            }),
+        }
+    }
+
+    /// Updates the scores of the trained units from their values before and after the step.
+    fn score(
+        &self,
+        schedule: &mut Schedule,
+        model: &M,
+        wanted: &HashMap<ParamId, usize>,
+        before: Copies,
+    ) {
+        if !self.scoring {
+            return;
+        }
+        let after = snapshot::<B, _>(model, wanted);
+        for (unit, old) in &before {
+            schedule
+                .scores
+                .record(*unit, old, &after[unit])
+                .expect("same unit, same length");
+        }
+    }
+
+    /// Records the step (loss, frozen count, trained set, measured peak) and returns how
+    /// many units were frozen.
+    fn record(&mut self, trainable: Vec<bool>, loss: f32) -> usize {
+        for (count, _) in self
+            .outcome
+            .trained_count
+            .iter_mut()
+            .zip(&trainable)
+            .filter(|(_, trains)| **trains)
+        {
+            *count += 1;
+        }
+        if self.measuring {
+            self.outcome.step_peaks.push(counting::window_peak());
+        }
+        let frozen = trainable.iter().filter(|&&x| !x).count();
+        self.outcome.loss_curve.push(loss);
+        self.outcome.frozen_per_step.push(frozen);
+        self.outcome.trained_per_step.push(
+            (0..trainable.len())
+                .filter(|&i| trainable[i])
+                .map(|i| i as u16)
+                .collect(),
+        );
+        self.trained_last = trainable;
+        self.step += 1;
+        frozen
+    }
+}
+
+/// Host copies of units' values, by unit index.
+type Copies = HashMap<usize, Vec<f32>>;

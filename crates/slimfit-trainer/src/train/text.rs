@@ -22,7 +22,7 @@ use super::report::report_of;
 use super::run_loop::{StepContext, Workload, run_slimfit};
 use super::schedule::{candidates, schedule_of};
 use super::{TrainError, TrainReport, measured_peak};
-use crate::encode::batch_to_input;
+use crate::encode::{batch_to_input, check_pairs, check_tokenizer};
 use crate::task::Task;
 
 struct Encodings {
@@ -82,6 +82,11 @@ where
     B::seed(device, config.seed);
     let checkpoint = CheckpointDir::new(&config.model);
     let model_config = checkpoint.config()?;
+    let mismatch = |e: crate::encode::EncodeError| TrainError::Invalid(e.to_string());
+    check_tokenizer(&tokenizer, &model_config, &config.model).map_err(mismatch)?;
+    if train_set.rows.iter().any(|r| r.token_type_ids.contains(&1)) {
+        check_pairs(&model_config).map_err(mismatch)?;
+    }
     if config.max_len > model_config.max_position_embeddings {
         return Err(TrainError::Invalid(format!(
             "--max-len {} exceeds the model's max_position_embeddings ({})",
@@ -184,7 +189,11 @@ where
     }
 
     fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
-        length_bucketed_batches(&self.lengths, self.batch, self.seed + epoch as u64)
+        length_bucketed_batches(
+            &self.lengths,
+            self.batch,
+            self.seed.wrapping_add(epoch as u64),
+        )
     }
 
     fn tokens(&self, batch: &[usize]) -> Option<usize> {
