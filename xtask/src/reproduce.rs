@@ -519,16 +519,13 @@ impl CellStore {
         Ok(Some(record))
     }
 
-    /// Writes `record` for `spec` (to a temporary file renamed into place, so that an
-    /// interruption never leaves half a record).
+    /// Writes `record` for `spec` (atomically: an interruption never leaves half a record).
     pub fn save(&self, spec: &CellSpec, record: &CellRecord) -> Result<PathBuf> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))?;
         let path = self.path(spec);
-        let tmp = path.with_extension("json.partial");
-        std::fs::write(&tmp, serde_json::to_string_pretty(record)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        slimfit_trainer::outputs::write_atomically(
+            &path,
+            serde_json::to_string_pretty(record)?.as_bytes(),
+        )?;
         Ok(path)
     }
 

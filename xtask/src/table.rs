@@ -16,6 +16,7 @@ use slimfit_memory::{Bytes, PlanRequest, plan};
 use slimfit_models::{CheckpointDir, Compression};
 use slimfit_trainer::accountant::{encoder_shape, optimizer_state, runtime_overhead, storage};
 use slimfit_trainer::measure::OptimizerStatePolicy;
+use slimfit_trainer::outputs::write_atomically;
 use slimfit_trainer::train::PolicyKind;
 
 use crate::reproduce::{CellRecord, Method, PlanRow, TaskSettings};
@@ -814,12 +815,10 @@ pub fn write(out: &Path, table: &Table, records: &[CellRecord]) -> Result<Vec<Pa
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut files = Vec::new();
     let md = out.join("table.md");
-    std::fs::write(&md, render_markdown(table))
-        .with_context(|| format!("writing {}", md.display()))?;
+    write_atomically(&md, render_markdown(table).as_bytes())?;
     files.push(md);
     let json = out.join("table.json");
-    std::fs::write(&json, serde_json::to_string_pretty(table)?)
-        .with_context(|| format!("writing {}", json.display()))?;
+    write_atomically(&json, serde_json::to_string_pretty(table)?.as_bytes())?;
     files.push(json);
     files.extend(crate::figures::write_all(out, table, records)?);
     // Figures of tasks no longer in the table (an earlier, partial state) would mislead.
@@ -844,8 +843,7 @@ fn write_records(dir: &Path, records: &[CellRecord]) -> Result<PathBuf> {
     let names: Vec<String> = records.iter().map(CellRecord::file_name).collect();
     for (record, name) in records.iter().zip(&names) {
         let path = dir.join(name);
-        std::fs::write(&path, serde_json::to_string(record)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_atomically(&path, serde_json::to_string(record)?.as_bytes())?;
     }
     for entry in std::fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();

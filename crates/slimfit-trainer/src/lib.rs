@@ -15,6 +15,7 @@ pub mod malloc;
 pub mod measure;
 pub mod memory_target;
 pub mod model_config;
+pub mod outputs;
 pub mod run_config;
 pub mod task;
 pub mod train;

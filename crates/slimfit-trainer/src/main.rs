@@ -16,6 +16,7 @@ use slimfit_trainer::measure::{
     measure_vit_step,
 };
 use slimfit_trainer::model_config::{Architecture, resolve_architecture};
+use slimfit_trainer::outputs;
 use slimfit_trainer::run_config::{TrainSettings, budget_from_report};
 use slimfit_trainer::task::{IMAGE_HEAD_WARMUP, Task, glue_dir_from_env};
 use slimfit_trainer::train::{ImageOptions, MemoryBudget, PolicyKind, TrainConfig, Variant};
@@ -276,7 +277,15 @@ fn main() -> Result<()> {
                 None => *settings,
             };
             let report = settings.report.clone();
+            let overwrite = settings.overwrite;
             let config = train_config(settings)?;
+            // A path that cannot be written fails now, not after the run.
+            if let Some(path) = &report {
+                outputs::check_file_path(path)?;
+            }
+            if let Some(dir) = &config.output {
+                outputs::check_output_dir(dir, &config.model, overwrite)?;
+            }
             let device = backend::default_device()?;
             let result = main_job::train_with_progress(config, &device)?;
             for epoch in &result.dev_metrics {
@@ -302,8 +311,10 @@ fn main() -> Result<()> {
                 println!("fine-tuned model saved to {}", dir.display());
             }
             if let Some(path) = report {
-                std::fs::write(&path, serde_json::to_string_pretty(&result)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                outputs::write_atomically(
+                    &path,
+                    serde_json::to_string_pretty(&result)?.as_bytes(),
+                )?;
             }
             Ok(())
         }
@@ -502,7 +513,8 @@ fn encode(model: Option<PathBuf>, max_len: usize, batch_size: usize) -> Result<(
 
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let mut pending = Vec::with_capacity(batch_size);
+    // Batches fill as lines come: reserve no more than a typical batch up front.
+    let mut pending = Vec::with_capacity(batch_size.min(1024));
     let flush = |pending: &mut Vec<EncodeRequest>, out: &mut dyn Write| -> Result<()> {
         for response in encoder.encode(pending)? {
             serde_json::to_writer(&mut *out, &response)?;
@@ -512,17 +524,31 @@ fn encode(model: Option<PathBuf>, max_len: usize, batch_size: usize) -> Result<(
         Ok(())
     };
     for (index, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line.context("reading stdin")?;
-        if line.trim().is_empty() {
-            continue;
+        let request = line
+            .with_context(|| format!("stdin line {}: not UTF-8 text", index + 1))
+            .and_then(|line| {
+                if line.trim().is_empty() {
+                    return Ok(None);
+                }
+                serde_json::from_str::<EncodeRequest>(&line)
+                    .map(Some)
+                    .with_context(|| {
+                        format!(
+                            "stdin line {}: expected {{\"text\": ..., \"text_pair\": ...}}",
+                            index + 1
+                        )
+                    })
+            });
+        match request {
+            Ok(Some(request)) => pending.push(request),
+            Ok(None) => continue,
+            Err(e) => {
+                // Output stops exactly before the bad line: every line before it is written.
+                flush(&mut pending, &mut out)?;
+                out.flush()?;
+                return Err(e);
+            }
         }
-        let request: EncodeRequest = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "stdin line {}: expected {{\"text\": ..., \"text_pair\": ...}}",
-                index + 1
-            )
-        })?;
-        pending.push(request);
         if pending.len() == batch_size {
             flush(&mut pending, &mut out)?;
         }

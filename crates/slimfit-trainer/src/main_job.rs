@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 use slimfit_data::GlueTask;
 use slimfit_data::assets::MINILM_L6_V2;
@@ -235,6 +235,8 @@ pub fn compare_memory(report: &TrainReport, device: &Device) -> Result<MemoryCom
 /// the summary on stdout and write the report to `args.report`.
 pub fn run(args: &MainJobArgs) -> Result<MainJobReport> {
     let start = std::time::Instant::now();
+    // A report path that cannot be written fails now, not after the run.
+    crate::outputs::check_file_path(&args.report)?;
     let glue_dir = glue_dir_from_env();
     let model = MINILM_L6_V2.resolve(None)?;
     let config = job_config(args, glue_dir.as_deref(), model)?;
@@ -291,11 +293,7 @@ pub fn run(args: &MainJobArgs) -> Result<MainJobReport> {
         memory_comparison,
         memory_comparison_error,
     };
-    if let Some(dir) = args.report.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(&args.report, serde_json::to_string_pretty(&job)?)
-        .with_context(|| format!("writing {}", args.report.display()))?;
+    crate::outputs::write_atomically(&args.report, serde_json::to_string_pretty(&job)?.as_bytes())?;
     print!("{}", summary(&job, &args.report));
     Ok(job)
 }

@@ -150,6 +150,11 @@ pub struct TrainSettings {
     #[arg(long)]
     #[serde(default)]
     pub output: Option<PathBuf>,
+    /// Let --output replace an existing checkpoint (the --model directory included), as a
+    /// whole; without it such an --output is refused before training starts.
+    #[arg(long)]
+    #[serde(default)]
+    pub overwrite: bool,
     /// Budget mode: train as many units per step as the memory accountant predicts fit
     /// this peak (whole process, e.g. 600MiB, 2GiB), instead of --freeze-rate. Without it,
     /// --freeze-rate, --policy and --variant paper, `train` chooses its own target: the
@@ -261,7 +266,8 @@ impl TrainSettings {
         Ok(settings)
     }
 
-    /// These settings, with `fallback`'s wherever these have none (`no_augment`: either).
+    /// These settings, with `fallback`'s wherever these have none (`no_augment`,
+    /// `overwrite`: either).
     pub fn or(self, fallback: Self) -> Self {
         Self {
             task: self.task.or(fallback.task),
@@ -287,6 +293,7 @@ impl TrainSettings {
             optimizer_state: self.optimizer_state.or(fallback.optimizer_state),
             report: self.report.or(fallback.report),
             output: self.output.or(fallback.output),
+            overwrite: self.overwrite || fallback.overwrite,
             memory_budget: self.memory_budget.or(fallback.memory_budget),
             memory_budget_of: self.memory_budget_of.or(fallback.memory_budget_of),
         }
