@@ -10,6 +10,9 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+/// STS-B's similarity scale: every gold score lies in it (0: unrelated, 5: equivalent).
+pub const STSB_SCORES: (f32, f32) = (0.0, 5.0);
+
 /// One GLUE task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -222,13 +225,30 @@ impl GlueTask {
             path: path.clone(),
             source,
         })?;
-        let text = String::from_utf8(bytes).map_err(|e| GlueError::Row {
-            path: path.clone(),
-            line: 0,
-            reason: format!("not UTF-8: {e}"),
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            GlueError::Row {
+                path: path.clone(),
+                line: 1 + bytes[..valid].iter().filter(|&&b| b == b'\n').count(),
+                reason: format!(
+                    "not UTF-8: invalid byte {:#04x} at column {}",
+                    bytes[valid],
+                    1 + valid
+                        - bytes[..valid]
+                            .iter()
+                            .rposition(|&b| b == b'\n')
+                            .map_or(0, |p| p + 1)
+                ),
+            }
         })?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-        let mut lines = text.split('\n').enumerate().filter(|(_, l)| !l.is_empty());
+        // Windows line ends (CRLF) are line ends too.
+        let mut lines = text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .enumerate()
+            .filter(|(_, l)| !l.is_empty());
         let row_err = |line: usize, reason: String| GlueError::Row {
             path: path.clone(),
             line: line + 1,
@@ -267,12 +287,21 @@ impl GlueTask {
                 }
                 let raw = fields[label].trim();
                 let label = match self.labels() {
-                    LabelKind::Regression => raw
-                        .parse::<f32>()
-                        .ok()
-                        .filter(|v| v.is_finite())
-                        .map(Label::Score)
-                        .ok_or_else(|| row_err(i, format!("label {raw:?} is not a number")))?,
+                    LabelKind::Regression => {
+                        let score = raw.parse::<f32>().ok().filter(|v| v.is_finite());
+                        let score = score
+                            .ok_or_else(|| row_err(i, format!("label {raw:?} is not a number")))?;
+                        if !(STSB_SCORES.0..=STSB_SCORES.1).contains(&score) {
+                            return Err(row_err(
+                                i,
+                                format!(
+                                    "label {raw:?} is outside the similarity scale {} to {}",
+                                    STSB_SCORES.0, STSB_SCORES.1
+                                ),
+                            ));
+                        }
+                        Label::Score(score)
+                    }
                     LabelKind::Classes(names) => names
                         .iter()
                         .position(|n| *n == raw)
@@ -337,6 +366,23 @@ mod tests {
     }
 
     #[test]
+    fn windows_line_ends_read_as_unix_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let unix = "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n";
+        write(dir.path(), GlueTask::Rte, "train.tsv", unix);
+        let expected = GlueTask::Rte.load(dir.path(), Split::Train).unwrap();
+        write(
+            dir.path(),
+            GlueTask::Rte,
+            "train.tsv",
+            &unix.replace('\n', "\r\n"),
+        );
+        let crlf = GlueTask::Rte.load(dir.path(), Split::Train).unwrap();
+        assert_eq!(crlf, expected);
+        assert_eq!(crlf[0].text_pair.as_deref(), Some("b"));
+    }
+
+    #[test]
     fn cola_has_no_header_and_no_trailing_newline() {
         let dir = tempfile::tempdir().unwrap();
         write(
@@ -395,6 +441,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("STS-B/dev.tsv:2"), "{err}");
+        // A score off STS-B's 0–5 scale (1e30 would overflow the squared error).
+        write(
+            dir.path(),
+            GlueTask::Stsb,
+            "dev.tsv",
+            "sentence1\tsentence2\tscore\na\tb\t4.5\nc\td\t1e30\n",
+        );
+        let err = GlueTask::Stsb
+            .load(dir.path(), Split::Dev)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("STS-B/dev.tsv:3") && err.contains("outside"),
+            "{err}"
+        );
+        // Invalid UTF-8 is named with its line.
+        let d = dir.path().join("RTE");
+        std::fs::write(
+            d.join("dev.tsv"),
+            b"index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tc\xff\td\tentailment\n",
+        )
+        .unwrap();
+        let err = GlueTask::Rte
+            .load(dir.path(), Split::Dev)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("RTE/dev.tsv:3") && err.contains("not UTF-8") && err.contains("0xff"),
+            "{err}"
+        );
         write(dir.path(), GlueTask::Sst2, "dev.tsv", "text\tlabel\n");
         let err = GlueTask::Sst2
             .load(dir.path(), Split::Dev)

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::Bytes;
 use crate::activations::{Dims, Saved, saved};
-use crate::shape::{EncoderShape, UnitRole, UnitSpec};
+use crate::shape::{EncoderShape, Family, UnitRole, UnitSpec};
 use crate::storage::{ActivationStorage, OptimizerState};
 
 /// Bytes per parameter value (fp32 training).
@@ -291,6 +291,14 @@ impl PlanRequest {
         if self.batch == 0 || self.seq == 0 {
             return Err(PlanError::Invalid("batch and seq must be positive".into()));
         }
+        let bound = upper_bound_bytes(&self.shape, self.batch, self.seq);
+        if bound > MAX_PLANNED_BYTES {
+            return Err(PlanError::Invalid(format!(
+                "batch {} × seq {} on this shape is beyond the accountant's range (up to \
+                 {bound:.1e} bytes; at most {MAX_PLANNED_BYTES:.1e} are planned)",
+                self.batch, self.seq
+            )));
+        }
         if let crate::shape::Family::Bert { max_positions, .. } = self.shape.family
             && self.seq > max_positions
         {
@@ -316,9 +324,47 @@ impl PlanRequest {
     }
 }
 
+/// The most bytes a plan may involve (2⁶⁰, an exbibyte): 16 times below where its u64
+/// sums could wrap, and far beyond any machine.
+pub const MAX_PLANNED_BYTES: f64 = (1u64 << 60) as f64;
+
+/// A generous upper bound (in f64, which cannot overflow here) on every byte count a plan of
+/// `shape` at `batch × seq` sums: 16 bytes per parameter (weights, gradients, two moments)
+/// plus 64 bytes per activation element of every layer (attention scores included) — more
+/// than any storage keeps. Planning is refused above [`MAX_PLANNED_BYTES`], so the exact u64
+/// arithmetic never wraps.
+fn upper_bound_bytes(shape: &EncoderShape, batch: usize, seq: usize) -> f64 {
+    let f = |v: usize| v as f64;
+    let (h, i, l) = (f(shape.hidden), f(shape.intermediate), f(shape.layers));
+    let tables = match shape.family {
+        Family::Bert {
+            vocab,
+            max_positions,
+            token_types,
+        } => f(vocab) + f(max_positions) + f(token_types),
+        Family::Vit {
+            image_size,
+            patch_size,
+            channels,
+            ..
+        } => {
+            f(channels) * f(patch_size) * f(patch_size)
+                + (f(image_size) / f(patch_size)).powi(2)
+                + 2.0
+        }
+    };
+    let parameters = l * (4.0 * h * h + 2.0 * h * i + 16.0 * h)
+        + tables * h
+        + (h + 1.0) * (h + 2.0 * f(shape.num_labels));
+    let per_token = f(shape.heads) * f(seq) + i + 16.0 * h;
+    16.0 * parameters + 64.0 * f(batch) * f(seq) * per_token * (l + 1.0)
+}
+
 /// Predicts the peak memory of the step `request` describes.
 pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     let shape = &request.shape;
+    // Before `units()` multiplies the dimensions.
+    shape.validate().map_err(PlanError::Invalid)?;
     let units = shape.units();
     request.validate(&units)?;
     let trainable = &request.trainable;

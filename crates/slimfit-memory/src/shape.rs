@@ -92,6 +92,9 @@ pub struct UnitSpec {
     pub numel: usize,
 }
 
+/// The largest size of any one dimension of a shape the accountant plans (2²⁴).
+pub const MAX_DIM: usize = 1 << 24;
+
 /// A post-LN BERT encoder with a pooler and a classification head.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EncoderShape {
@@ -183,6 +186,13 @@ impl EncoderShape {
         }
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be positive"));
+        }
+        // Far beyond any model, and small enough that no count or byte total of a plan
+        // can overflow 64 bits (see `PlanRequest`'s bound on batch × seq).
+        if let Some((name, v)) = positive.iter().find(|(_, v)| *v > MAX_DIM) {
+            return Err(format!(
+                "{name} {v} is beyond the accountant's range (≤ {MAX_DIM})"
+            ));
         }
         if !self.hidden.is_multiple_of(self.heads) {
             return Err(format!(

@@ -172,6 +172,25 @@ fn invalid_requests_are_errors() {
 }
 
 #[test]
+fn sizes_whose_bytes_would_wrap_64_bits_are_refused_not_wrapped() {
+    let mut r = request(ActivationStorage::Scaled, 0.9);
+    r.batch = usize::MAX;
+    let err = plan(&r).unwrap_err().to_string();
+    assert!(err.contains("beyond the accountant's range"), "{err}");
+    // The largest batch that plans gives figures that grow with it (no wrap).
+    let mut r = request(ActivationStorage::Scaled, 0.9);
+    r.batch = 1 << 20;
+    let big = plan(&r).unwrap().total_peak_bytes;
+    r.batch = 1 << 10;
+    assert!(big.0 > 512 * plan(&r).unwrap().total_peak_bytes.0);
+    let mut r = request(ActivationStorage::Scaled, 0.9);
+    r.shape.hidden = usize::MAX - 1;
+    r.shape.heads = 1;
+    let err = plan(&r).unwrap_err().to_string();
+    assert!(err.contains("hidden") && err.contains("range"), "{err}");
+}
+
+#[test]
 fn accumulated_gradients_stay_through_later_micro_batches() {
     let single = request(ActivationStorage::Scaled, 0.9);
     let accumulating = PlanRequest {

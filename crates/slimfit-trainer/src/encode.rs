@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use serde::{Deserialize, Serialize};
 use slimfit_data::{PaddedBatch, TokenizerError, WordPieceTokenizer};
-use slimfit_models::{BertInput, BertModel, CheckpointDir, LoadError, SlimOps};
+use slimfit_models::{BertConfig, BertInput, BertModel, CheckpointDir, LoadError, SlimOps};
 
 /// One input line: a sentence, or a sentence pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,12 +50,47 @@ pub enum EncodeError {
         /// The model's limit.
         limit: usize,
     },
+    /// The tokenizer and the model do not fit together, or an input needs what the model
+    /// lacks.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// Checks that every id `tokenizer` can produce has a row in the model's word table.
+pub fn check_tokenizer(
+    tokenizer: &WordPieceTokenizer,
+    config: &BertConfig,
+    dir: &Path,
+) -> Result<(), EncodeError> {
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(EncodeError::Mismatch(format!(
+            "the tokenizer in {} has {} tokens but the model's vocab_size is {}: ids above it \
+             have no embedding (a tokenizer from another model?)",
+            dir.display(),
+            tokenizer.vocab_size(),
+            config.vocab_size
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that the model can tell the two sentences of a pair apart (a token-type table of
+/// at least two rows).
+pub fn check_pairs(config: &BertConfig) -> Result<(), EncodeError> {
+    if config.type_vocab_size < 2 {
+        return Err(EncodeError::Mismatch(format!(
+            "sentence pairs need token types 0 and 1, but the model's type_vocab_size is {}",
+            config.type_vocab_size
+        )));
+    }
+    Ok(())
 }
 
 /// A pretrained BERT encoder with its tokenizer.
 #[derive(Debug)]
 pub struct Encoder<B: SlimOps> {
     model: BertModel<B>,
+    config: BertConfig,
     tokenizer: WordPieceTokenizer,
     device: B::Device,
 }
@@ -78,8 +113,10 @@ impl<B: SlimOps> Encoder<B> {
             tracing::warn!("checkpoint tensors not used by BertModel: {unused:?}");
         }
         let tokenizer = WordPieceTokenizer::from_dir(dir, max_len)?;
+        check_tokenizer(&tokenizer, &config, dir)?;
         Ok(Self {
             model,
+            config,
             tokenizer,
             device: device.clone(),
         })
@@ -89,6 +126,9 @@ impl<B: SlimOps> Encoder<B> {
     pub fn encode(&self, requests: &[EncodeRequest]) -> Result<Vec<EncodeResponse>, EncodeError> {
         if requests.is_empty() {
             return Ok(Vec::new());
+        }
+        if requests.iter().any(|r| r.text_pair.is_some()) {
+            check_pairs(&self.config)?;
         }
         let encoded = requests
             .iter()

@@ -59,15 +59,36 @@ fn encode_writes_one_json_line_per_input() {
 }
 
 #[test]
-fn malformed_input_line_fails_naming_the_line() {
+fn a_malformed_line_fails_naming_it_after_every_line_before_it_is_written() {
     let model = model_arg();
+    // Three good lines (the first two a full batch, the third pending), the bad one, and a
+    // good one after it that is not encoded: output stops exactly before the bad line.
     let out = run(
-        &["encode", "--model", &model],
-        "{\"text\": \"ok\"}\n{\"txt\": 1}\n",
+        &["encode", "--model", &model, "--batch-size", "2"],
+        "{\"text\": \"a\"}\n{\"text\": \"b\"}\n{\"text\": \"c\"}\n{\"txt\": 1}\n{\"text\": \"d\"}\n",
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("stdin line 2"), "{stderr}");
+    assert!(stderr.contains("stdin line 4"), "{stderr}");
+    let written = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(written.lines().count(), 3, "{written}");
+    // A huge batch size is a bound, not an allocation.
+    let out = run(
+        &[
+            "encode",
+            "--model",
+            &model,
+            "--batch-size",
+            "18446744073709551615",
+        ],
+        "{\"text\": \"a\"}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
 }
 
 #[test]
@@ -216,4 +237,81 @@ fn flags_override_the_run_file_whose_paths_are_relative_to_it() {
     );
     let (ok, err) = train(&["--config", file, "--task", "mrpc"]);
     assert!(!ok && err.contains("glue-here/MRPC/train.tsv"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_tokenizer_larger_than_the_models_vocabulary_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = MINILM_L6_V2.resolve(None).unwrap();
+    std::fs::copy(model.join("config.json"), dir.path().join("config.json")).unwrap();
+    std::os::unix::fs::symlink(
+        model.join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    // MiniLM's vocabulary and ten tokens more: ids the word table has no row for.
+    let mut vocab = std::fs::read_to_string(model.join("vocab.txt")).unwrap();
+    for i in 0..10 {
+        vocab.push_str(&format!("extra{i}\n"));
+    }
+    std::fs::write(dir.path().join("vocab.txt"), vocab).unwrap();
+    let out = run(
+        &["encode", "--model", dir.path().to_str().unwrap()],
+        "{\"text\": \"extra3\"}\n",
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("30532 tokens") && stderr.contains("vocab_size is 30522"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_sentence_pair_on_a_model_with_one_token_type_is_a_clear_error() {
+    use safetensors::SafeTensors;
+    use safetensors::tensor::TensorView;
+    let dir = tempfile::tempdir().unwrap();
+    let model = MINILM_L6_V2.resolve(None).unwrap();
+    std::fs::copy(
+        model.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    config["type_vocab_size"] = 1.into();
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    // The same weights with a one-row token-type table.
+    let bytes = std::fs::read(model.join("model.safetensors")).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            if name.ends_with("token_type_embeddings.weight") {
+                let width = view.shape()[1];
+                let row = &view.data()[..width * 4];
+                let one = TensorView::new(view.dtype(), vec![1, width], row).unwrap();
+                (name, one)
+            } else {
+                (name, view)
+            }
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.path().join("model.safetensors")).unwrap();
+    let args = ["encode", "--model", dir.path().to_str().unwrap()];
+    let single = run(&args, "{\"text\": \"A cat.\"}\n");
+    assert!(
+        single.status.success(),
+        "{}",
+        String::from_utf8_lossy(&single.stderr)
+    );
+    let pair = run(&args, "{\"text\": \"A cat.\", \"text_pair\": \"A dog.\"}\n");
+    assert!(!pair.status.success());
+    let stderr = String::from_utf8_lossy(&pair.stderr);
+    assert!(stderr.contains("type_vocab_size is 1"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
