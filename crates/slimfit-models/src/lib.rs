@@ -36,7 +36,7 @@ mod loader;
 mod pretrained;
 mod saver;
 pub mod slim;
-mod staged_dir;
+pub mod staged_dir;
 mod units;
 mod vit;
 

@@ -35,7 +35,7 @@ use crate::dense::Dense;
 use crate::heads::BertForSequenceClassification;
 use crate::loader::{Init, LoadError, ParamSource};
 use crate::slim::SlimOps;
-use crate::staged_dir::StagedDir;
+use crate::staged_dir::{CHECKPOINT_MARKERS, StagedDir};
 use crate::vit::{ViTConfig, ViTForImageClassification, ViTModel, ViTVariant};
 
 /// Files a BERT checkpoint needs besides its weights and config: copied when the source has
@@ -458,7 +458,7 @@ fn write_checkpoint(
     source: Option<&Path>,
     side_files: &[&str],
 ) -> Result<SavedCheckpoint, SaveError> {
-    let staged = StagedDir::new(dir)?;
+    let staged = StagedDir::new(dir, &CHECKPOINT_MARKERS)?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let tensor_bytes = tensors.iter().map(|t| t.bytes.len() as u64).sum();
     let views = tensors.iter().map(|t| (t.name.as_str(), t));

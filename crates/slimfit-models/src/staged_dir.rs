@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::saver::SaveError;
 
 /// A directory being written beside `target`, which [`StagedDir::commit`] puts in its place.
-pub(crate) struct StagedDir {
+pub struct StagedDir {
     target: PathBuf,
     parent: PathBuf,
     name: String,
@@ -30,14 +30,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SaveError + '_ {
     }
 }
 
-/// Files that mark a directory as a checkpoint: it may be replaced as a whole.
-const CHECKPOINT_MARKERS: [&str; 2] = ["config.json", "model.safetensors"];
+/// Files that mark a directory as a Hugging Face checkpoint: it may be replaced as a whole.
+pub const CHECKPOINT_MARKERS: [&str; 2] = ["config.json", "model.safetensors"];
 
 impl StagedDir {
-    /// Stages a new directory for `target`. `target` must be absent, an empty directory or a
-    /// checkpoint (it holds `config.json` or `model.safetensors`): any other directory is
-    /// refused rather than replaced with everything in it.
-    pub(crate) fn new(target: &Path) -> Result<Self, SaveError> {
+    /// Stages a new directory for `target`. `target` must be absent, an empty directory or
+    /// one that holds a file named in `markers` (an earlier save of the same kind, e.g.
+    /// [`CHECKPOINT_MARKERS`]): any other directory is refused rather than replaced with
+    /// everything in it.
+    pub fn new(target: &Path, markers: &[&str]) -> Result<Self, SaveError> {
         let name = target
             .file_name()
             .and_then(|n| n.to_str())
@@ -53,7 +54,7 @@ impl StagedDir {
         };
         std::fs::create_dir_all(&parent).map_err(io(&parent))?;
         if target.exists() {
-            check_replaceable(target)?;
+            check_replaceable(target, markers)?;
         }
         remove_leftovers(&parent, &name);
         let prefix = format!(".{name}.partial-");
@@ -72,12 +73,12 @@ impl StagedDir {
     }
 
     /// The path of file `name` in the staging directory.
-    pub(crate) fn file(&self, name: &str) -> PathBuf {
+    pub fn file(&self, name: &str) -> PathBuf {
         self.staging.path().join(name)
     }
 
     /// Writes `bytes` as file `name` of the staging directory.
-    pub(crate) fn write(&self, name: &str, bytes: &[u8]) -> Result<(), SaveError> {
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), SaveError> {
         let path = self.file(name);
         std::fs::File::create(&path)
             .and_then(|mut f| f.write_all(bytes))
@@ -86,7 +87,7 @@ impl StagedDir {
 
     /// Syncs every staged file and the staging directory, puts it in the target's place and
     /// removes the old target.
-    pub(crate) fn commit(self) -> Result<(), SaveError> {
+    pub fn commit(self) -> Result<(), SaveError> {
         let staged = self.staging.path();
         for entry in std::fs::read_dir(staged).map_err(io(&self.target))? {
             let path = entry.map_err(io(&self.target))?.path();
@@ -115,9 +116,9 @@ impl StagedDir {
     }
 }
 
-/// Refuses a `target` that is not a directory, or a non-empty directory that is not a
-/// checkpoint.
-fn check_replaceable(target: &Path) -> Result<(), SaveError> {
+/// Refuses a `target` that is not a directory, or a non-empty directory without any of
+/// `markers`.
+fn check_replaceable(target: &Path, markers: &[&str]) -> Result<(), SaveError> {
     if !target.is_dir() {
         return Err(SaveError::Io {
             path: target.to_path_buf(),
@@ -135,9 +136,11 @@ fn check_replaceable(target: &Path) -> Result<(), SaveError> {
     } else {
         Err(SaveError::NotACheckpoint {
             path: target.to_path_buf(),
-            reason: "it is a non-empty directory without config.json or model.safetensors; \
-                     a checkpoint replaces its directory as a whole"
-                .into(),
+            reason: format!(
+                "it is a non-empty directory without {}; a checkpoint replaces its directory \
+                 as a whole",
+                markers.join(" or ")
+            ),
         })
     }
 }

@@ -70,6 +70,27 @@ pub trait FreezePolicy {
     fn reads_scores(&self) -> bool {
         true
     }
+
+    /// The policy's internal state (a random generator, say), for a resumable checkpoint:
+    /// a policy restored from it ([`FreezePolicy::restore`]) makes the same choices from then
+    /// on as the one it was taken from. Empty for a policy whose choices depend only on the
+    /// step and the scores.
+    fn state(&self) -> Vec<u64> {
+        Vec::new()
+    }
+
+    /// Continues from a [`FreezePolicy::state`] of the same policy and candidates.
+    fn restore(&mut self, state: &[u64]) -> Result<(), String> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the {} policy has no state, but {} values were given",
+                self.name(),
+                state.len()
+            ))
+        }
+    }
 }
 
 /// Units that are not candidates always train; candidates are chosen by `pick`.
@@ -244,12 +265,65 @@ impl FreezePolicy for RandomFreeze {
     fn reads_scores(&self) -> bool {
         false
     }
+
+    /// The generator's state, then the current set (one value per unit, 1: trainable)
+    /// when one was drawn.
+    fn state(&self) -> Vec<u64> {
+        let mut state = vec![self.state];
+        if let Some(current) = &self.current {
+            state.extend(current.iter().map(|&t| u64::from(t)));
+        }
+        state
+    }
+
+    fn restore(&mut self, state: &[u64]) -> Result<(), String> {
+        let units = self.candidates.len();
+        match state {
+            [generator] => {
+                self.state = *generator;
+                self.current = None;
+            }
+            [generator, current @ ..] if current.len() == units => {
+                self.state = *generator;
+                self.current = Some(current.iter().map(|&t| t == 1).collect());
+            }
+            _ => {
+                return Err(format!(
+                    "a random policy over {units} units cannot continue from {} values",
+                    state.len()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use slimfit_dynamics::{ScoreFormula, UnitScores};
+
+    #[test]
+    fn a_restored_random_policy_continues_the_same_sequence() {
+        let rate = FreezeRate::new(0.5).unwrap();
+        let mut original = RandomFreeze::new(rate, vec![true; 12], 3, 7);
+        let scores = vec![0.0; 12];
+        for step in 0..5 {
+            original.trainable(step, &scores);
+        }
+        let mut restored = RandomFreeze::new(rate, vec![true; 12], 3, 7);
+        restored.restore(&original.state()).unwrap();
+        for step in 5..20 {
+            assert_eq!(
+                restored.trainable(step, &scores),
+                original.trainable(step, &scores),
+                "step {step}"
+            );
+        }
+        assert!(restored.restore(&[1, 2]).is_err());
+        assert!(Full.state().is_empty());
+        assert!(Full.restore(&[]).is_ok() && Full.restore(&[3]).is_err());
+    }
 
     /// `reads_scores` is what lets a trainer skip scoring: a policy that says `false` must
     /// pick the same sets whatever the scores, and ILS must not.
