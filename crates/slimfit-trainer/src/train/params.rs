@@ -56,8 +56,10 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Decay<'_> {
     }
 }
 
-/// Collects, for each chosen parameter, a one-value tensor that is NaN exactly when the
-/// parameter holds a NaN or infinite value (`0 · x` is NaN for x = ±∞ or NaN, 0 otherwise).
+/// Collects, for each chosen parameter, the sum of its values: NaN or infinite when the
+/// parameter holds a NaN or infinite value (or sums beyond f32's range, which only a
+/// diverged update does). A reduction allocates no copy of the parameter, so the check adds
+/// nothing to the step's peak.
 struct NonFinite<'a, B: AutodiffBackend> {
     wanted: &'a HashMap<ParamId, usize>,
     flags: Vec<(usize, Tensor<B::InnerBackend, 1>)>,
@@ -66,7 +68,7 @@ struct NonFinite<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for NonFinite<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(&unit) = self.wanted.get(&param.id) {
-            let flag = param.val().inner().mul_scalar(0.0).sum();
+            let flag = param.val().inner().sum();
             self.flags.push((unit, flag));
         }
     }
@@ -92,7 +94,7 @@ pub(super) fn first_non_finite<B: AutodiffBackend, M: Module<B>>(
     units
         .iter()
         .zip(&values)
-        .filter(|(_, v)| v.is_nan())
+        .filter(|(_, v)| !v.is_finite())
         .map(|(u, _)| *u)
         .min()
 }
