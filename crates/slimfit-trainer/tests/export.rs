@@ -223,12 +223,7 @@ fn saved_bert_file_has_the_hugging_face_keys_and_shapes() {
 fn save_errors_are_typed_and_leave_nothing_behind() {
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("config.json");
-    std::fs::write(&config_path, tiny_config("vit")).unwrap();
-    let config = ViTConfig::from_json_file(&config_path).unwrap();
-    let device = default_device().unwrap();
-    let model =
-        ViTForImageClassification::<B>::load(&mut InitSource::new(&device), &config, 3).unwrap();
+    let (config, model) = tiny_vit(dir.path());
     let two = ["a".to_string(), "b".to_string()];
     let out = dir.path().join("out");
     let err = save_vit_classifier(&model, &config, &two, None, &out).unwrap_err();
@@ -327,6 +322,17 @@ fn vit_and_dinov2_round_trip_on_tiny_random_configs() {
     }
 }
 
+/// A tiny random three-class ViT, its config written to `dir/config.json`.
+fn tiny_vit(dir: &Path) -> (ViTConfig, ViTForImageClassification<B>) {
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, tiny_config("vit")).unwrap();
+    let config = ViTConfig::from_json_file(&config_path).unwrap();
+    let device = default_device().unwrap();
+    let model =
+        ViTForImageClassification::<B>::load(&mut InitSource::new(&device), &config, 3).unwrap();
+    (config, model)
+}
+
 /// Sets every value of the matrices of this many values to NaN (the classifier's weight).
 struct Poison(usize);
 
@@ -356,12 +362,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
 fn a_checkpoint_directory_is_replaced_as_a_whole_and_killed_saves_leave_nothing() {
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("config.json");
-    std::fs::write(&config_path, tiny_config("vit")).unwrap();
-    let config = ViTConfig::from_json_file(&config_path).unwrap();
-    let device = default_device().unwrap();
-    let model =
-        ViTForImageClassification::<B>::load(&mut InitSource::new(&device), &config, 3).unwrap();
+    let (config, model) = tiny_vit(dir.path());
     let out = dir.path().join("out");
     let first = ["a", "b", "c"].map(String::from);
     save_vit_classifier(&model, &config, &first, None, &out).unwrap();
@@ -420,13 +421,8 @@ fn a_checkpoint_directory_is_replaced_as_a_whole_and_killed_saves_leave_nothing(
 fn a_model_with_nan_weights_is_never_saved() {
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("config.json");
-    std::fs::write(&config_path, tiny_config("vit")).unwrap();
-    let config = ViTConfig::from_json_file(&config_path).unwrap();
-    let device = default_device().unwrap();
-    let model = ViTForImageClassification::<B>::load(&mut InitSource::new(&device), &config, 3)
-        .unwrap()
-        .map(&mut Poison(3 * 32));
+    let (config, model) = tiny_vit(dir.path());
+    let model = model.map(&mut Poison(3 * 32));
     let out = dir.path().join("out");
     let labels = ["a", "b", "c"].map(String::from);
     let err = save_vit_classifier(&model, &config, &labels, None, &out).unwrap_err();
