@@ -363,6 +363,7 @@ impl CellSpec {
             data_dir: Some(glue.to_path_buf()),
             model: model.to_path_buf(),
             policy: method.policy(),
+            lisa: None,
             freeze_rate: match method {
                 Method::Full => 0.0,
                 _ => s.freeze_rate,

@@ -17,6 +17,14 @@ use std::fmt;
 
 use serde::Serialize;
 
+mod head_only;
+mod lisa;
+mod rng;
+
+pub use head_only::HeadOnly;
+pub use lisa::{Lisa, LisaError};
+use rng::XorShift;
+
 /// A freezing rate `r ∈ [0, 1)`: the fraction of candidate units frozen each step.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
 #[serde(transparent)]
@@ -219,7 +227,7 @@ pub struct RandomFreeze {
     rate: FreezeRate,
     candidates: Vec<bool>,
     interval: usize,
-    state: u64,
+    rng: XorShift,
     current: Option<Vec<bool>>,
 }
 
@@ -230,16 +238,9 @@ impl RandomFreeze {
             rate,
             candidates,
             interval: interval.max(1),
-            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            rng: XorShift::new(seed),
             current: None,
         }
-    }
-
-    fn next(&mut self) -> u64 {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        self.state
     }
 }
 
@@ -247,11 +248,7 @@ impl FreezePolicy for RandomFreeze {
     fn trainable(&mut self, step: usize, _scores: &[f64]) -> Vec<bool> {
         if self.current.is_none() || step.is_multiple_of(self.interval) {
             let mut order = candidate_indices(&self.candidates);
-            // Fisher–Yates.
-            for i in (1..order.len()).rev() {
-                let j = (self.next() % (i as u64 + 1)) as usize;
-                order.swap(i, j);
-            }
+            self.rng.shuffle(&mut order);
             let n = self.rate.frozen_of(order.len());
             self.current = Some(with_candidates(&self.candidates, &order[..n]));
         }
@@ -269,7 +266,7 @@ impl FreezePolicy for RandomFreeze {
     /// The generator's state, then the current set (one value per unit, 1: trainable)
     /// when one was drawn.
     fn state(&self) -> Vec<u64> {
-        let mut state = vec![self.state];
+        let mut state = vec![self.rng.state()];
         if let Some(current) = &self.current {
             state.extend(current.iter().map(|&t| u64::from(t)));
         }
@@ -280,11 +277,11 @@ impl FreezePolicy for RandomFreeze {
         let units = self.candidates.len();
         match state {
             [generator] => {
-                self.state = *generator;
+                self.rng = XorShift::from_state(*generator);
                 self.current = None;
             }
             [generator, current @ ..] if current.len() == units => {
-                self.state = *generator;
+                self.rng = XorShift::from_state(*generator);
                 self.current = Some(current.iter().map(|&t| t == 1).collect());
             }
             _ => {

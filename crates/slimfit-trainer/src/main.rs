@@ -19,7 +19,9 @@ use slimfit_trainer::model_config::{Architecture, resolve_architecture};
 use slimfit_trainer::outputs;
 use slimfit_trainer::run_config::{TrainSettings, budget_from_report};
 use slimfit_trainer::task::{IMAGE_HEAD_WARMUP, Task, glue_dir_from_env};
-use slimfit_trainer::train::{ImageOptions, MemoryBudget, PolicyKind, TrainConfig, Variant};
+use slimfit_trainer::train::{
+    ImageOptions, LisaOptions, MemoryBudget, PolicyKind, TrainConfig, Variant,
+};
 
 mod plan_cmd;
 
@@ -376,6 +378,7 @@ fn train_config(s: TrainSettings) -> Result<TrainConfig> {
         && s.memory_budget_of.is_none()
         && s.variant != Some(Variant::Paper);
     let policy = s.policy.unwrap_or(PolicyKind::Ils);
+    let lisa = lisa_options(policy, &s)?;
     let variant = s.variant.unwrap_or(Variant::Default);
     let (default_rate, default_lr, default_batch) = task.defaults();
     let (default_compression, default_score) = variant.defaults();
@@ -401,14 +404,18 @@ fn train_config(s: TrainSettings) -> Result<TrainConfig> {
             MINILM_L6_V2.resolve(s.model.as_deref())?
         },
         policy,
-        freeze_rate: match policy {
-            PolicyKind::Full => 0.0,
-            _ => s.freeze_rate.unwrap_or(default_rate),
+        lisa,
+        freeze_rate: if policy.uses_freeze_rate() {
+            s.freeze_rate.unwrap_or(default_rate)
+        } else {
+            0.0
         },
         variant,
-        compression: s.compression.unwrap_or(match policy {
-            PolicyKind::Full => Compression::Exact,
-            _ => default_compression,
+        // The baselines keep activations as they are, as published.
+        compression: s.compression.unwrap_or(if policy.uses_freeze_rate() {
+            default_compression
+        } else {
+            Compression::Exact
         }),
         score: s.score.unwrap_or_else(|| default_score.to_string()),
         epochs: s.epochs.unwrap_or(3),
@@ -427,11 +434,14 @@ fn train_config(s: TrainSettings) -> Result<TrainConfig> {
         seed: s.seed.unwrap_or(42),
         max_train_examples: s.max_train_examples,
         max_dev_examples: s.max_dev_examples,
-        optimizer_state: s.optimizer_state.unwrap_or(if one_run_default {
-            OptimizerStatePolicy::Drop
-        } else {
-            OptimizerStatePolicy::Keep
-        }),
+        // LISA as its authors run it (LMFlow) keeps no Adam state for inactive layers.
+        optimizer_state: s.optimizer_state.unwrap_or(
+            if one_run_default || policy == PolicyKind::Lisa {
+                OptimizerStatePolicy::Drop
+            } else {
+                OptimizerStatePolicy::Keep
+            },
+        ),
         memory_budget: match (&s.memory_budget_of, s.memory_budget) {
             (Some(report), _) => MemoryBudget::Bytes(budget_from_report(report)?),
             (None, Some(bytes)) => MemoryBudget::Bytes(bytes),
@@ -443,6 +453,22 @@ fn train_config(s: TrainSettings) -> Result<TrainConfig> {
     };
     config.validate()?;
     Ok(config)
+}
+
+/// LISA's sampling for `--policy lisa` (the flags over LMFlow's defaults); `None` for the
+/// other policies, which the flags do not apply to.
+fn lisa_options(policy: PolicyKind, s: &TrainSettings) -> Result<Option<LisaOptions>> {
+    if policy != PolicyKind::Lisa {
+        if s.lisa_layers.is_some() || s.lisa_interval.is_some() {
+            bail!("--lisa-layers and --lisa-interval apply to --policy lisa only");
+        }
+        return Ok(None);
+    }
+    let defaults = LisaOptions::default();
+    Ok(Some(LisaOptions {
+        layers: s.lisa_layers.unwrap_or(defaults.layers),
+        interval: s.lisa_interval.unwrap_or(defaults.interval),
+    }))
 }
 
 fn compare(step: StepShape) -> Result<()> {

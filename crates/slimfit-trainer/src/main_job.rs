@@ -156,6 +156,7 @@ pub fn job_config(
         data_dir,
         model,
         policy: PolicyKind::Ils,
+        lisa: None,
         freeze_rate,
         variant,
         compression,

@@ -55,11 +55,22 @@ pub struct TrainSettings {
     #[arg(long)]
     #[serde(default)]
     pub model: Option<PathBuf>,
-    /// Freezing policy: ils, full, static-prefix, random (default ils, in budget mode under
-    /// the one-run default's memory target; given, it freezes at --freeze-rate instead).
+    /// Freezing policy: ils, full, static-prefix, random, lisa, head (default ils, in
+    /// budget mode under the one-run default's memory target; given, it freezes at
+    /// --freeze-rate instead). lisa and head are baselines: LISA's layer sampling
+    /// (--lisa-layers, --lisa-interval) and head-only fine-tuning.
     #[arg(long, value_enum)]
     #[serde(default, deserialize_with = "value_enum")]
     pub policy: Option<PolicyKind>,
+    /// --policy lisa: encoder layers that train in each period, γ (default 2, LMFlow's).
+    #[arg(long)]
+    #[serde(default)]
+    pub lisa_layers: Option<usize>,
+    /// --policy lisa: optimizer steps between draws of the training layers, K (default 20,
+    /// LMFlow's).
+    #[arg(long)]
+    #[serde(default)]
+    pub lisa_interval: Option<usize>,
     /// Freezing rate in [0, 1), instead of the one-run default's memory target; default
     /// with --policy or --variant paper: the reference's rate for the task.
     #[arg(long)]
@@ -274,6 +285,8 @@ impl TrainSettings {
             data_dir: self.data_dir.or(fallback.data_dir),
             model: self.model.or(fallback.model),
             policy: self.policy.or(fallback.policy),
+            lisa_layers: self.lisa_layers.or(fallback.lisa_layers),
+            lisa_interval: self.lisa_interval.or(fallback.lisa_interval),
             freeze_rate: self.freeze_rate.or(fallback.freeze_rate),
             variant: self.variant.or(fallback.variant),
             compression: self.compression.or(fallback.compression),
@@ -315,6 +328,8 @@ impl TrainSettings {
             ("batch", self.batch),
             ("grad_accum", self.grad_accum),
             ("image_size", self.image_size),
+            ("lisa_layers", self.lisa_layers),
+            ("lisa_interval", self.lisa_interval),
         ] {
             if value == Some(0) {
                 return Err(format!("{} must be at least 1", name(key)));
@@ -356,6 +371,22 @@ impl TrainSettings {
                 "{} and {} exclude each other: budget mode chooses the freezing rate",
                 name("freeze_rate"),
                 name(budget)
+            ));
+        }
+        if (self.lisa_layers.is_some() || self.lisa_interval.is_some())
+            && self.policy.is_some_and(|p| p != PolicyKind::Lisa)
+        {
+            return Err(format!(
+                "{} and {} apply to the lisa policy only",
+                name("lisa_layers"),
+                name("lisa_interval")
+            ));
+        }
+        if self.freeze_rate.is_some() && self.policy.is_some_and(|p| !p.uses_freeze_rate()) {
+            return Err(format!(
+                "{} applies to the ils, static-prefix and random policies, not to {}",
+                name("freeze_rate"),
+                name("policy")
             ));
         }
         if self.memory_budget.is_some() && self.memory_budget_of.is_some() {

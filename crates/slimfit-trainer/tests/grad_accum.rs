@@ -242,6 +242,7 @@ fn rte_config(
         data_dir: Some(data.to_path_buf()),
         model: model.to_path_buf(),
         policy: PolicyKind::Full,
+        lisa: None,
         freeze_rate: 0.0,
         variant: Variant::Default,
         compression: slimfit_models::Compression::Exact,

@@ -233,6 +233,7 @@ fn train_fashion_mnist_in_process_ils_and_full() {
         data_dir: Some(data.clone()),
         model,
         policy: PolicyKind::Ils,
+        lisa: None,
         freeze_rate: rate,
         variant: Variant::Default,
         compression,

@@ -81,6 +81,7 @@ fn trains_on_a_small_balanced_spam_subset() {
         data_dir: None,
         model: MINILM_L6_V2.resolve(None).unwrap(),
         policy: PolicyKind::Ils,
+        lisa: None,
         freeze_rate,
         variant: Variant::Default,
         compression,
@@ -304,6 +305,7 @@ fn memory_budget_bounds_the_measured_peak_of_a_real_run() {
         task: Task::SpamAssassin,
         data_dir: None,
         model: MINILM_L6_V2.resolve(None).unwrap(),
+        lisa: None,
         policy: PolicyKind::Ils,
         freeze_rate: 0.9,
         variant: Variant::Default,
@@ -477,4 +479,110 @@ fn unusable_output_paths_fail_before_training_and_overwrite_replaces_a_checkpoin
         serde_json::from_str(&std::fs::read_to_string(old.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["id2label"]["1"], "spam");
     assert!(old.join("model.safetensors").is_file());
+}
+
+/// The baselines' traces have their published shapes on a real run: LISA trains everything
+/// outside the encoder layers plus exactly γ whole layers, redrawn only every K steps;
+/// head-only trains the classifier alone.
+#[test]
+fn lisa_and_head_only_train_the_units_their_definitions_say() {
+    if !corpus_obtainable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let report = dir.path().join(name);
+        let mut args = [
+            &["train", "--task", "spam-assassin", "--batch", "4"][..],
+            &TINY_RUN,
+        ]
+        .concat();
+        args.extend_from_slice(&["--report", report.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let (ok, _, stderr) = cli(&args, &[]);
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&report).unwrap())
+            .unwrap()
+    };
+    let layer_of = |name: &str| {
+        name.strip_prefix("encoder.layer.")
+            .map(|rest| rest.split('.').next().unwrap().parse::<usize>().unwrap())
+    };
+    let per_step = |json: &serde_json::Value| -> Vec<BTreeSet<usize>> {
+        json["trained_units_per_step"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|u| u.as_u64().unwrap() as usize)
+                    .collect()
+            })
+            .collect()
+    };
+    let names = |json: &serde_json::Value| -> Vec<String> {
+        json["trained_steps_per_unit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u[0].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let lisa = run(
+        "lisa.json",
+        &[
+            "--policy",
+            "lisa",
+            "--lisa-layers",
+            "2",
+            "--lisa-interval",
+            "3",
+        ],
+    );
+    assert_eq!(lisa["config"]["lisa"]["layers"], 2);
+    assert_eq!(lisa["config"]["optimizer_state"], "drop");
+    assert_eq!(lisa["config"]["compression"], "exact");
+    let units = names(&lisa);
+    let steps = per_step(&lisa);
+    assert_eq!(steps.len(), 8);
+    let mut periods = Vec::new();
+    for (step, trained) in steps.iter().enumerate() {
+        let layers: BTreeSet<usize> = trained
+            .iter()
+            .filter_map(|&u| layer_of(&units[u]))
+            .collect();
+        assert_eq!(layers.len(), 2, "step {step}: {layers:?}");
+        for (u, name) in units.iter().enumerate() {
+            let expected = layer_of(name).is_none_or(|l| layers.contains(&l));
+            assert_eq!(trained.contains(&u), expected, "step {step}, {name}");
+        }
+        if step % 3 == 0 {
+            periods.push(layers);
+        } else {
+            assert_eq!(Some(&layers), periods.last(), "step {step}");
+        }
+    }
+
+    let head = run("head.json", &["--policy", "head"]);
+    let units = names(&head);
+    for trained in per_step(&head) {
+        let trained: Vec<&str> = trained.iter().map(|&u| units[u].as_str()).collect();
+        assert_eq!(trained, ["classifier.weight"]);
+    }
+    let (ok, _, stderr) = cli(
+        &[
+            "train",
+            "--task",
+            "spam-assassin",
+            "--policy",
+            "head",
+            "--lisa-layers",
+            "2",
+        ],
+        &[],
+    );
+    assert!(!ok && stderr.contains("--lisa-layers"), "{stderr}");
 }

@@ -75,6 +75,7 @@ fn config(data_dir: &Path, policy: PolicyKind, variant: Variant) -> TrainConfig 
         data_dir: Some(data_dir.to_path_buf()),
         model: MINILM_L6_V2.resolve(None).unwrap(),
         policy,
+        lisa: None,
         freeze_rate: 0.9,
         variant,
         compression: match variant {

@@ -28,6 +28,38 @@ pub enum PolicyKind {
     StaticPrefix,
     /// A random set, redrawn every step.
     Random,
+    /// LISA: embeddings and head always train; `--lisa-layers` (γ) encoder layers drawn
+    /// uniformly every `--lisa-interval` (K) steps train, the other layers are frozen.
+    Lisa,
+    /// Head only (a linear probe; biases and LayerNorm β, which are not units, train too).
+    Head,
+}
+
+impl PolicyKind {
+    /// Whether the policy freezes a `--freeze-rate` share of the candidates (LISA counts
+    /// layers, head-only and full fine-tuning nothing).
+    pub fn uses_freeze_rate(self) -> bool {
+        matches!(self, Self::Ils | Self::StaticPrefix | Self::Random)
+    }
+}
+
+/// LISA's sampling (Pan et al. 2024, Algorithm 1); defaults as the authors' LMFlow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LisaOptions {
+    /// γ: encoder layers training in each period.
+    pub layers: usize,
+    /// K: optimizer steps between draws.
+    pub interval: usize,
+}
+
+impl Default for LisaOptions {
+    /// LMFlow's `lisa_activated_layers = 2`, `lisa_interval_steps = 20`.
+    fn default() -> Self {
+        Self {
+            layers: 2,
+            interval: 20,
+        }
+    }
 }
 
 /// Reference behaviour, or ours.
@@ -69,6 +101,9 @@ pub struct TrainConfig {
     pub model: PathBuf,
     /// Freezing policy.
     pub policy: PolicyKind,
+    /// `--policy lisa`: its sampling; absent from other policies' reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lisa: Option<LisaOptions>,
     /// Fraction of candidate units frozen per step.
     pub freeze_rate: f64,
     /// Reference or default behaviour.

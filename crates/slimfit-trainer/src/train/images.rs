@@ -75,7 +75,6 @@ where
         .vit
         .with_compression(CompressionConfig::uniform(config.compression));
     let units = model.units();
-    let t = units.len();
     let candidates = candidates(&units, config.task);
     let tokens = crate::measure::vit_tokens(options.image_size, model_config.patch_size);
     let (rate, mut budget) = budget_setting(
@@ -87,7 +86,7 @@ where
         &candidates,
         rate,
     )?;
-    let schedule = schedule_of(config, rate, candidates, t, formula);
+    let schedule = schedule_of(config, rate, &units, candidates, formula)?;
     tracing::info!(
         "{} ({}): {} training and {} dev images, {num_classes} classes, {}×{} px input \
          ({tokens} tokens), augmentation {}",

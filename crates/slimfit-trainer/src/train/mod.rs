@@ -44,7 +44,7 @@ use text::train_text;
 
 pub use crate::memory_target::{BudgetOrigin, MemoryBudget, PlannedPeaks, planned_peaks};
 pub use config::{
-    DEFAULT_IMAGE_SIZE, ImageOptions, PolicyKind, TrainConfig, Variant, task_defaults,
+    DEFAULT_IMAGE_SIZE, ImageOptions, LisaOptions, PolicyKind, TrainConfig, Variant, task_defaults,
 };
 pub use images::ImageWorkload;
 pub use report::{BudgetReport, EpochMetrics, TrainReport};

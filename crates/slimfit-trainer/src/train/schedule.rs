@@ -3,9 +3,12 @@
 
 use slimfit_dynamics::{ScoreFormula, UnitScores};
 use slimfit_models::{Unit, UnitKind};
-use slimfit_scheduler::{FreezePolicy, FreezeRate, Full, Ils, RandomFreeze, StaticPrefix};
+use slimfit_scheduler::{
+    FreezePolicy, FreezeRate, Full, HeadOnly, Ils, Lisa, RandomFreeze, StaticPrefix,
+};
 
-use super::config::{PolicyKind, TrainConfig};
+use super::TrainError;
+use super::config::{LisaOptions, PolicyKind, TrainConfig};
 use crate::measure::OptimizerStatePolicy;
 use crate::task::Task;
 
@@ -56,18 +59,25 @@ pub(super) fn candidates(units: &[Unit], task: Task) -> Vec<bool> {
         .collect()
 }
 
-/// The loop's schedule for `config`: its policy at `rate` over `candidates`, fresh scores
-/// for `t` units, and the optimizer settings.
+/// The loop's schedule for `config`: its policy at `rate` over `candidates` of `units`,
+/// fresh scores, and the optimizer settings.
 pub(super) fn schedule_of(
     config: &TrainConfig,
     rate: FreezeRate,
+    units: &[Unit],
     candidates: Vec<bool>,
-    t: usize,
     formula: ScoreFormula,
-) -> Schedule {
-    Schedule {
-        policy: make_policy(config.policy, rate, candidates, config.seed),
-        scores: UnitScores::new(t, formula, 1e10, config.seed),
+) -> Result<Schedule, TrainError> {
+    Ok(Schedule {
+        policy: make_policy(
+            config.policy,
+            config.lisa,
+            config.seed,
+            rate,
+            units,
+            candidates,
+        )?,
+        scores: UnitScores::new(units.len(), formula, 1e10, config.seed),
         epochs: config.epochs,
         lr: config.lr,
         warmup: config.warmup,
@@ -75,22 +85,36 @@ pub(super) fn schedule_of(
         weight_decay: 0.01,
         optimizer_state: config.optimizer_state,
         head_warmup: config.head_warmup,
-    }
+    })
 }
 
-/// The freezing policy of `config` over `candidates` (units outside them always train).
+/// The freezing policy of `config` over `candidates` of `units` (units outside them
+/// always train; LISA draws layers, head-only trains the head).
 pub(super) fn make_policy(
     kind: PolicyKind,
-    rate: FreezeRate,
-    candidates: Vec<bool>,
+    lisa: Option<LisaOptions>,
     seed: u64,
-) -> Box<dyn FreezePolicy> {
-    match kind {
+    rate: FreezeRate,
+    units: &[Unit],
+    candidates: Vec<bool>,
+) -> Result<Box<dyn FreezePolicy>, TrainError> {
+    Ok(match kind {
         PolicyKind::Ils => Box::new(Ils::new(rate, candidates)),
         PolicyKind::Full => Box::new(Full),
         PolicyKind::StaticPrefix => Box::new(StaticPrefix::new(rate, candidates)),
         PolicyKind::Random => Box::new(RandomFreeze::new(rate, candidates, 1, seed)),
-    }
+        PolicyKind::Lisa => {
+            let lisa = lisa.unwrap_or_default();
+            let layers = units.iter().map(|u| u.layer).collect();
+            Box::new(
+                Lisa::new(layers, lisa.layers, lisa.interval, seed)
+                    .map_err(|e| TrainError::Invalid(format!("--policy lisa: {e}")))?,
+            )
+        }
+        PolicyKind::Head => Box::new(HeadOnly::new(
+            units.iter().map(|u| u.kind == UnitKind::Head).collect(),
+        )),
+    })
 }
 
 #[cfg(test)]
@@ -102,13 +126,29 @@ mod tests {
     #[test]
     fn budget_plans_snapshots_exactly_for_the_policies_whose_updates_are_scored() {
         let rate = FreezeRate::new(0.5).unwrap();
+        let units: Vec<Unit> = (0..4)
+            .map(|index| Unit {
+                index,
+                name: format!("u{index}"),
+                shape: vec![2, 2],
+                kind: if index == 3 {
+                    UnitKind::Head
+                } else {
+                    UnitKind::Query
+                },
+                layer: (index < 3).then_some(index),
+                param_id: burn::module::ParamId::new(),
+            })
+            .collect();
         for kind in [
             PolicyKind::Ils,
             PolicyKind::Full,
             PolicyKind::StaticPrefix,
             PolicyKind::Random,
+            PolicyKind::Lisa,
+            PolicyKind::Head,
         ] {
-            let policy = make_policy(kind, rate, vec![true; 4], 0);
+            let policy = make_policy(kind, None, 0, rate, &units, vec![true; 4]).unwrap();
             assert_eq!(policy.reads_scores(), kind == PolicyKind::Ils, "{kind:?}");
         }
     }

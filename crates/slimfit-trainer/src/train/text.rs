@@ -109,7 +109,6 @@ where
         .with_compression(CompressionConfig::uniform(config.compression));
 
     let units = model.units();
-    let t = units.len();
     // STS-B: the regression head always trains (SLIMFIT.md §3).
     let candidates = candidates(&units, task);
     let num_labels = match head {
@@ -129,7 +128,7 @@ where
         &candidates,
         rate,
     )?;
-    let schedule = schedule_of(config, rate, candidates, t, formula);
+    let schedule = schedule_of(config, rate, &units, candidates, formula)?;
     let sizes = (train_set.rows.len(), dev_set.rows.len(), longest);
     let mut workload = TextWorkload {
         train: train_set,
