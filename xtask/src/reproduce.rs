@@ -364,6 +364,7 @@ impl CellSpec {
             model: model.to_path_buf(),
             policy: method.policy(),
             lisa: None,
+            lora: None,
             freeze_rate: match method {
                 Method::Full => 0.0,
                 _ => s.freeze_rate,

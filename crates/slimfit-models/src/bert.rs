@@ -439,7 +439,7 @@ impl<B: SlimOps> BertModel<B> {
     }
 
     /// Appends the encoder's units: embedding tables, embedding LayerNorm γ, each layer's
-    /// eight units, then the pooler.
+    /// eight units, the pooler, then the LoRA adapters' `A` and `B` when attached.
     pub fn push_units(&self, units: &mut UnitList) {
         let e = &self.embeddings;
         units.push(
@@ -476,6 +476,11 @@ impl<B: SlimOps> BertModel<B> {
                 UnitKind::Pooler,
                 None,
             );
+        }
+        // LoRA adapters, when attached, after the encoder's own units, which keep their
+        // indices.
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.push_adapter_units(units, &format!("encoder.layer.{i}"), i);
         }
     }
 

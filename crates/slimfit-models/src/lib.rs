@@ -33,6 +33,7 @@ mod dense;
 mod heads;
 mod layer_norm;
 mod loader;
+mod lora;
 mod pretrained;
 mod saver;
 pub mod slim;
@@ -51,6 +52,7 @@ pub use heads::{
 };
 pub use layer_norm::LayerNorm;
 pub use loader::{Init, InitSource, LoadError, ParamSource, SafetensorsSource};
+pub use lora::{LoraAdapter, LoraConfig, LoraError, LoraTarget};
 pub use pretrained::CheckpointDir;
 pub use saver::{
     HeadLabels, IMAGE_PROCESSOR_FILES, SaveError, SavedCheckpoint, TOKENIZER_FILES,

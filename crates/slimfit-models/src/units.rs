@@ -42,6 +42,10 @@ pub enum UnitKind {
     Pooler,
     /// A task head (classifier, QA outputs).
     Head,
+    /// A LoRA adapter's down-projection `A` (`[rank, d_input]`).
+    LoraA,
+    /// A LoRA adapter's up-projection `B` (`[d_output, rank]`).
+    LoraB,
 }
 
 /// One freezable weight tensor.

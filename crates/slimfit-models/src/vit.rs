@@ -546,7 +546,11 @@ impl<B: SlimOps> ViTEmbeddings<B> {
                 [1, c.num_positions(), h],
                 init,
             )?,
-            projection: Dense { weight, bias },
+            projection: Dense {
+                weight,
+                bias,
+                lora: None,
+            },
             patch_size: p,
             dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
         })

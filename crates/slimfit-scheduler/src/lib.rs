@@ -17,11 +17,11 @@ use std::fmt;
 
 use serde::Serialize;
 
-mod head_only;
+mod fixed;
 mod lisa;
 mod rng;
 
-pub use head_only::HeadOnly;
+pub use fixed::Fixed;
 pub use lisa::{Lisa, LisaError};
 use rng::XorShift;
 

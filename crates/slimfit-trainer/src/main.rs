@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use slimfit_data::assets::{DINOV2_SMALL, MINILM_L6_V2};
 use slimfit_memory::CountingAllocator;
-use slimfit_models::{Compression, CompressionConfig};
+use slimfit_models::{Compression, CompressionConfig, LoraConfig};
 use slimfit_trainer::backend::{self, InferenceBackend, TrainingBackend};
 use slimfit_trainer::encode::{EncodeRequest, Encoder};
 use slimfit_trainer::main_job::{self, MainJobArgs};
@@ -379,6 +379,7 @@ fn train_config(s: TrainSettings) -> Result<TrainConfig> {
         && s.variant != Some(Variant::Paper);
     let policy = s.policy.unwrap_or(PolicyKind::Ils);
     let lisa = lisa_options(policy, &s)?;
+    let lora = lora_config(policy, &s)?;
     let variant = s.variant.unwrap_or(Variant::Default);
     let (default_rate, default_lr, default_batch) = task.defaults();
     let (default_compression, default_score) = variant.defaults();
@@ -405,6 +406,7 @@ fn train_config(s: TrainSettings) -> Result<TrainConfig> {
         },
         policy,
         lisa,
+        lora,
         freeze_rate: if policy.uses_freeze_rate() {
             s.freeze_rate.unwrap_or(default_rate)
         } else {
@@ -469,6 +471,32 @@ fn lisa_options(policy: PolicyKind, s: &TrainSettings) -> Result<Option<LisaOpti
         layers: s.lisa_layers.unwrap_or(defaults.layers),
         interval: s.lisa_interval.unwrap_or(defaults.interval),
     }))
+}
+
+/// The adapters of `--policy lora` (the flags over PEFT's defaults); `None` for the other
+/// policies, which the flags do not apply to.
+fn lora_config(policy: PolicyKind, s: &TrainSettings) -> Result<Option<LoraConfig>> {
+    let given = s.lora_rank.is_some()
+        || s.lora_alpha.is_some()
+        || s.lora_dropout.is_some()
+        || s.lora_targets.is_some();
+    if policy != PolicyKind::Lora {
+        if given {
+            bail!(
+                "--lora-rank, --lora-alpha, --lora-dropout and --lora-targets apply to --policy lora only"
+            );
+        }
+        return Ok(None);
+    }
+    let defaults = LoraConfig::default();
+    let config = LoraConfig {
+        rank: s.lora_rank.unwrap_or(defaults.rank),
+        alpha: s.lora_alpha.unwrap_or(defaults.alpha),
+        dropout: s.lora_dropout.unwrap_or(defaults.dropout),
+        targets: s.lora_targets.clone().unwrap_or(defaults.targets),
+    };
+    config.validate()?;
+    Ok(Some(config))
 }
 
 fn compare(step: StepShape) -> Result<()> {

@@ -157,6 +157,7 @@ pub fn job_config(
         model,
         policy: PolicyKind::Ils,
         lisa: None,
+        lora: None,
         freeze_rate,
         variant,
         compression,

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use serde::{Deserialize, Deserializer};
 use slimfit_memory::Bytes;
-use slimfit_models::Compression;
+use slimfit_models::{Compression, LoraTarget};
 
 use crate::measure::OptimizerStatePolicy;
 use crate::task::Task;
@@ -71,6 +71,24 @@ pub struct TrainSettings {
     #[arg(long)]
     #[serde(default)]
     pub lisa_interval: Option<usize>,
+    /// --policy lora: rank r of each adapter (default 8, PEFT's).
+    #[arg(long)]
+    #[serde(default)]
+    pub lora_rank: Option<usize>,
+    /// --policy lora: α, the update scaled by α / r (default 8, PEFT's).
+    #[arg(long)]
+    #[serde(default)]
+    pub lora_alpha: Option<f64>,
+    /// --policy lora: dropout on the adapters' input, in [0, 1) (default 0, PEFT's).
+    #[arg(long)]
+    #[serde(default)]
+    pub lora_dropout: Option<f64>,
+    /// --policy lora: the projections of every layer that carry adapters, comma-separated:
+    /// query, key, value, attention-output, ffn1, ffn2 (default query,value — PEFT's for
+    /// BERT).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub lora_targets: Option<Vec<LoraTarget>>,
     /// Freezing rate in [0, 1), instead of the one-run default's memory target; default
     /// with --policy or --variant paper: the reference's rate for the task.
     #[arg(long)]
@@ -287,6 +305,10 @@ impl TrainSettings {
             policy: self.policy.or(fallback.policy),
             lisa_layers: self.lisa_layers.or(fallback.lisa_layers),
             lisa_interval: self.lisa_interval.or(fallback.lisa_interval),
+            lora_rank: self.lora_rank.or(fallback.lora_rank),
+            lora_alpha: self.lora_alpha.or(fallback.lora_alpha),
+            lora_dropout: self.lora_dropout.or(fallback.lora_dropout),
+            lora_targets: self.lora_targets.or(fallback.lora_targets),
             freeze_rate: self.freeze_rate.or(fallback.freeze_rate),
             variant: self.variant.or(fallback.variant),
             compression: self.compression.or(fallback.compression),
@@ -330,6 +352,7 @@ impl TrainSettings {
             ("image_size", self.image_size),
             ("lisa_layers", self.lisa_layers),
             ("lisa_interval", self.lisa_interval),
+            ("lora_rank", self.lora_rank),
         ] {
             if value == Some(0) {
                 return Err(format!("{} must be at least 1", name(key)));
@@ -380,6 +403,19 @@ impl TrainSettings {
                 "{} and {} apply to the lisa policy only",
                 name("lisa_layers"),
                 name("lisa_interval")
+            ));
+        }
+        let lora_given = self.lora_rank.is_some()
+            || self.lora_alpha.is_some()
+            || self.lora_dropout.is_some()
+            || self.lora_targets.is_some();
+        if lora_given && self.policy.is_some_and(|p| p != PolicyKind::Lora) {
+            return Err(format!(
+                "{}, {}, {} and {} apply to the lora policy only",
+                name("lora_rank"),
+                name("lora_alpha"),
+                name("lora_dropout"),
+                name("lora_targets")
             ));
         }
         if self.freeze_rate.is_some() && self.policy.is_some_and(|p| !p.uses_freeze_rate()) {

@@ -11,9 +11,9 @@ use safetensors::{Dtype, SafeTensors};
 use slimfit_data::assets::MINILM_L6_V2;
 use slimfit_data::{PaddedBatch, WordPieceTokenizer};
 use slimfit_models::{
-    BertForSequenceClassification, CheckpointDir, HeadLabels, InitSource, SafetensorsSource,
-    SaveError, SequenceTask, ViTConfig, ViTForImageClassification, save_bert_classifier,
-    save_vit_classifier,
+    BertForSequenceClassification, CheckpointDir, HeadLabels, InitSource, LoraConfig, LoraTarget,
+    SafetensorsSource, SaveError, SequenceTask, ViTConfig, ViTForImageClassification,
+    save_bert_classifier, save_vit_classifier,
 };
 use slimfit_trainer::backend::{InferenceBackend as B, default_device};
 use slimfit_trainer::encode::batch_to_input;
@@ -436,4 +436,74 @@ fn a_model_with_nan_weights_is_never_saved() {
         "{:?}",
         leftovers(dir.path())
     );
+}
+
+/// The LoRA baseline's `--output`: adapters folded into their weights give the same logits
+/// as the adapted model, and the result saves as a plain checkpoint that reloads to them;
+/// an adapted model is never saved with its adapters silently dropped.
+#[test]
+fn a_lora_model_merges_into_a_plain_checkpoint_with_the_same_logits() {
+    let source = MINILM_L6_V2.resolve(None).unwrap();
+    let device = default_device().unwrap();
+    let config = CheckpointDir::new(&source).config().unwrap();
+    let lora = LoraConfig {
+        targets: vec![LoraTarget::Query, LoraTarget::Value, LoraTarget::Ffn1],
+        ..LoraConfig::default()
+    };
+    let mut model = {
+        let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        minilm_classifier(&source)
+    };
+    model.bert = model.bert.with_lora(&lora).unwrap();
+    // B starts at zero; move every adapter off it so that the update is not trivial.
+    let model = model.map(&mut Perturb(7));
+    let units = slimfit_models::HasUnits::units(&model);
+    assert_eq!(
+        units.iter().filter(|u| u.name.contains(".lora_")).count(),
+        6 * 3 * 2
+    );
+
+    let tokenizer = WordPieceTokenizer::from_dir(&source, 64).unwrap();
+    let rows: Vec<_> = ["Win a free cruise now, click here!", "The meeting moved."]
+        .iter()
+        .map(|a| tokenizer.encode(a, None).unwrap())
+        .collect();
+    let batch = PaddedBatch::new(&rows, tokenizer.pad_id());
+    let adapted = model.forward(batch_to_input::<B>(&batch, &device));
+
+    let out = tempfile::tempdir().unwrap();
+    let labels = HeadLabels::Classes(LABELS.iter().map(|s| s.to_string()).collect());
+    let unmerged = save_bert_classifier(&model, &config, &labels, Some(&source), out.path());
+    assert!(
+        matches!(unmerged, Err(SaveError::Layout(_))),
+        "{unmerged:?}"
+    );
+
+    let mut merged = model;
+    merged.bert = merged.bert.merge_lora();
+    let diff = max_abs_diff(
+        adapted.clone(),
+        merged.forward(batch_to_input::<B>(&batch, &device)),
+    );
+    assert!(diff <= 1e-5, "merged |Δ| {diff}");
+    let saved = save_bert_classifier(&merged, &config, &labels, Some(&source), out.path()).unwrap();
+    assert_eq!(
+        saved.tensors,
+        6 * 16 + 5 + 2 + 2,
+        "no adapter tensor is written"
+    );
+    let reloaded = BertForSequenceClassification::<B>::load(
+        &mut CheckpointDir::new(out.path())
+            .weights::<B>(&device)
+            .unwrap(),
+        &config,
+        SequenceTask::Classification { num_labels: 2 },
+    )
+    .unwrap();
+    let diff = max_abs_diff(
+        adapted,
+        reloaded.forward(batch_to_input::<B>(&batch, &device)),
+    );
+    println!("LoRA merge: max |Δ| of the reloaded logits {diff}");
+    assert!(diff <= 1e-5, "reloaded |Δ| {diff}");
 }

@@ -243,6 +243,7 @@ fn rte_config(
         model: model.to_path_buf(),
         policy: PolicyKind::Full,
         lisa: None,
+        lora: None,
         freeze_rate: 0.0,
         variant: Variant::Default,
         compression: slimfit_models::Compression::Exact,

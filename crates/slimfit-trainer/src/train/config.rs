@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use slimfit_data::GlueTask;
-use slimfit_models::Compression;
+use slimfit_models::{Compression, LoraConfig};
 use slimfit_scheduler::FreezeRate;
 
 use super::TrainError;
@@ -33,6 +33,10 @@ pub enum PolicyKind {
     Lisa,
     /// Head only (a linear probe; biases and LayerNorm β, which are not units, train too).
     Head,
+    /// LoRA adapters (`--lora-rank`, `--lora-alpha`, `--lora-dropout`, `--lora-targets`)
+    /// and the head train; every base weight, bias and LayerNorm β is frozen. `--output`
+    /// saves the adapters merged into their weights.
+    Lora,
 }
 
 impl PolicyKind {
@@ -104,6 +108,9 @@ pub struct TrainConfig {
     /// `--policy lisa`: its sampling; absent from other policies' reports.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lisa: Option<LisaOptions>,
+    /// `--policy lora`: the adapters; absent from other policies' reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
     /// Fraction of candidate units frozen per step.
     pub freeze_rate: f64,
     /// Reference or default behaviour.
@@ -173,6 +180,24 @@ impl TrainConfig {
                 "--head-warmup {}: the head warm-up fraction must lie in [0, 1)",
                 self.head_warmup
             )));
+        }
+        if self.policy == PolicyKind::Lora {
+            if self.memory_budget.is_on() {
+                return Err(TrainError::Invalid(
+                    "--policy lora runs without budget mode: the accountant plans SlimFit's \
+                     units, not adapters (fit LoRA with --lora-rank and --lora-targets)"
+                        .into(),
+                ));
+            }
+            if self.task.is_image() {
+                return Err(TrainError::Invalid(
+                    "--policy lora adapts BERT encoders (text tasks) only".into(),
+                ));
+            }
+            if let Some(lora) = &self.lora {
+                lora.validate()
+                    .map_err(|e| TrainError::Invalid(format!("--policy lora: {e}")))?;
+            }
         }
         if !(0.0..=1.0).contains(&self.warmup) {
             return Err(TrainError::Invalid(format!(

@@ -33,6 +33,7 @@ use crate::task::{Task, TaskDataError};
 mod budget;
 pub mod config;
 mod images;
+mod lora;
 mod params;
 pub mod report;
 pub mod run_loop;

@@ -4,7 +4,7 @@
 use slimfit_dynamics::{ScoreFormula, UnitScores};
 use slimfit_models::{Unit, UnitKind};
 use slimfit_scheduler::{
-    FreezePolicy, FreezeRate, Full, HeadOnly, Ils, Lisa, RandomFreeze, StaticPrefix,
+    Fixed, FreezePolicy, FreezeRate, Full, Ils, Lisa, RandomFreeze, StaticPrefix,
 };
 
 use super::TrainError;
@@ -111,8 +111,18 @@ pub(super) fn make_policy(
                     .map_err(|e| TrainError::Invalid(format!("--policy lisa: {e}")))?,
             )
         }
-        PolicyKind::Head => Box::new(HeadOnly::new(
+        PolicyKind::Head => Box::new(Fixed::new(
+            "head",
             units.iter().map(|u| u.kind == UnitKind::Head).collect(),
+        )),
+        // The base model's biases and LayerNorm β are frozen where the adapters are made
+        // (`lora::attach`), as PEFT's `bias = "none"`.
+        PolicyKind::Lora => Box::new(Fixed::new(
+            "lora",
+            units
+                .iter()
+                .map(|u| matches!(u.kind, UnitKind::Head | UnitKind::LoraA | UnitKind::LoraB))
+                .collect(),
         )),
     })
 }
@@ -147,6 +157,7 @@ mod tests {
             PolicyKind::Random,
             PolicyKind::Lisa,
             PolicyKind::Head,
+            PolicyKind::Lora,
         ] {
             let policy = make_policy(kind, None, 0, rate, &units, vec![true; 4]).unwrap();
             assert_eq!(policy.reads_scores(), kind == PolicyKind::Ils, "{kind:?}");

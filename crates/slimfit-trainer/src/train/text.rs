@@ -17,7 +17,7 @@ use slimfit_models::{
 use slimfit_scheduler::FreezeRate;
 
 use super::budget::{budget_setting, fit_step};
-use super::config::TrainConfig;
+use super::config::{PolicyKind, TrainConfig};
 use super::report::report_of;
 use super::run_loop::{StepContext, Workload, run_slimfit};
 use super::schedule::{candidates, schedule_of};
@@ -107,6 +107,10 @@ where
     model.bert = model
         .bert
         .with_compression(CompressionConfig::uniform(config.compression));
+    if config.policy == PolicyKind::Lora {
+        let lora = config.lora.clone().unwrap_or_default();
+        model.bert = super::lora::attach(model.bert, &lora)?;
+    }
 
     let units = model.units();
     // STS-B: the regression head always trains (SLIMFIT.md §3).
@@ -156,6 +160,9 @@ where
                 HeadLabels::Classes(names.iter().map(|n| n.to_string()).collect())
             }
         };
+        // LoRA: the adapters folded into their weights, a plain checkpoint.
+        let mut model = model;
+        model.bert = model.bert.merge_lora();
         save_bert_classifier(&model, &model_config, &labels, Some(&config.model), dir)?;
     }
     Ok(report)
