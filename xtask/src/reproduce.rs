@@ -365,6 +365,7 @@ impl CellSpec {
             policy: method.policy(),
             lisa: None,
             lora: None,
+            activation_checkpointing: false,
             freeze_rate: match method {
                 Method::Full => 0.0,
                 _ => s.freeze_rate,

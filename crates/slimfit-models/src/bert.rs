@@ -490,37 +490,84 @@ impl<B: SlimOps> BertModel<B> {
     /// When `seq_len` exceeds `max_position_embeddings` or an id is outside its table; the
     /// tokenizer caps lengths so that this cannot happen with its output.
     pub fn forward(&self, input: BertInput<B>) -> BertOutput<B> {
-        let [batch, seq_len] = input.attention_mask.dims();
+        self.forward_with(input, &mut |_| {})
+    }
+
+    /// [`BertModel::forward`], calling `before(segment)` before each segment runs: 0 the
+    /// embeddings, `1 + l` layer `l` (a trainer reseeds its dropout there, so that a layer
+    /// recomputed in backward draws the same masks).
+    pub fn forward_with(
+        &self,
+        input: BertInput<B>,
+        before: &mut dyn FnMut(usize),
+    ) -> BertOutput<B> {
+        let hidden = self.encode_with(input, before);
+        let pooled = self.pool(hidden.clone());
+        BertOutput {
+            last_hidden_state: hidden,
+            pooled,
+        }
+    }
+
+    /// The last layer's output (no pooler), calling `before` as [`BertModel::forward_with`].
+    ///
+    /// # Shapes
+    /// - output: `[batch, seq_len, hidden]`
+    pub fn encode_with(&self, input: BertInput<B>, before: &mut dyn FnMut(usize)) -> Tensor<B, 3> {
+        let mask_bias = self.mask_bias(input.attention_mask);
+        before(0);
+        let mut hidden = self.embed(input.input_ids, input.token_type_ids);
+        for (l, layer) in self.layers.iter().enumerate() {
+            before(1 + l);
+            hidden = layer.forward(hidden, mask_bias.clone(), &self.compression);
+        }
+        hidden
+    }
+
+    /// The additive attention bias of `attention_mask` (0 for tokens, a large negative for
+    /// padding), materialised once per forward at the scores' full shape: adding a broadcast
+    /// `[batch, 1, 1, seq]` bias in every layer is far slower on flex than one copy.
+    ///
+    /// # Shapes
+    /// - attention_mask: `[batch, seq_len]`
+    /// - output: `[batch, heads, seq_len, seq_len]`
+    pub fn mask_bias(&self, attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 4> {
+        let [batch, seq_len] = attention_mask.dims();
         let heads = self.layers.first().map_or(1, |l| l.attention.num_heads);
-        // Materialised once per forward at the scores' full shape: adding a broadcast
-        // `[batch, 1, 1, seq]` bias in every layer is far slower on flex than one copy.
-        let mask_bias = input
-            .attention_mask
+        attention_mask
             .float()
             .neg()
             .add_scalar(1.0)
             .mul_scalar(MASK_BIAS)
             .reshape([batch, 1, 1, seq_len])
             .repeat_dim(1, heads)
-            .repeat_dim(2, seq_len);
-        let config = &self.compression;
-        let mut hidden = self
-            .embeddings
-            .forward(input.input_ids, input.token_type_ids, config);
-        for layer in &self.layers {
-            hidden = layer.forward(hidden, mask_bias.clone(), config);
-        }
-        let pooled = self.pooler.as_ref().map(|dense| {
+            .repeat_dim(2, seq_len)
+    }
+
+    /// The embeddings' output, the first layer's input.
+    ///
+    /// # Shapes
+    /// - input_ids, token_type_ids: `[batch, seq_len]`
+    /// - output: `[batch, seq_len, hidden]`
+    pub fn embed(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        token_type_ids: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 3> {
+        self.embeddings
+            .forward(input_ids, token_type_ids, &self.compression)
+    }
+
+    /// The pooler (tanh of a projection of the `[CLS]` state), when the model has one.
+    ///
+    /// # Shapes
+    /// - hidden: `[batch, seq_len, hidden]`
+    /// - output: `[batch, hidden]`
+    pub fn pool(&self, hidden: Tensor<B, 3>) -> Option<Tensor<B, 2>> {
+        self.pooler.as_ref().map(|dense| {
             let [batch, _, width] = hidden.dims();
-            let cls = hidden
-                .clone()
-                .slice([0..batch, 0..1])
-                .reshape([batch, width]);
+            let cls = hidden.slice([0..batch, 0..1]).reshape([batch, width]);
             dense.forward(cls).tanh()
-        });
-        BertOutput {
-            last_hidden_state: hidden,
-            pooled,
-        }
+        })
     }
 }

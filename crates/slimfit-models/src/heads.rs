@@ -88,10 +88,26 @@ impl<B: SlimOps> BertForSequenceClassification<B> {
     /// # Shapes
     /// - output: `[batch, num_outputs]` (logits, or the regression score in column 0)
     pub fn forward(&self, input: BertInput<B>) -> Tensor<B, 2> {
+        self.forward_with(input, &mut |_| {})
+    }
+
+    /// [`BertForSequenceClassification::forward`], calling `before(segment)` before each
+    /// segment: as [`BertModel::forward_with`], then `1 + layers` before the head.
+    pub fn forward_with(&self, input: BertInput<B>, before: &mut dyn FnMut(usize)) -> Tensor<B, 2> {
+        let hidden = self.bert.encode_with(input, before);
+        before(1 + self.bert.layers.len());
+        self.head(hidden)
+    }
+
+    /// Pooler, dropout and classifier over the last layer's output.
+    ///
+    /// # Shapes
+    /// - hidden: `[batch, seq_len, hidden]`
+    /// - output: `[batch, num_outputs]`
+    pub fn head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
         let pooled = self
             .bert
-            .forward(input)
-            .pooled
+            .pool(hidden)
             .expect("sequence classification always has a pooler");
         self.classifier.forward(self.dropout.forward(pooled))
     }

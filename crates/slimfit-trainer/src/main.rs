@@ -407,6 +407,7 @@ fn train_config(s: TrainSettings) -> Result<TrainConfig> {
         policy,
         lisa,
         lora,
+        activation_checkpointing: s.activation_checkpointing,
         freeze_rate: if policy.uses_freeze_rate() {
             s.freeze_rate.unwrap_or(default_rate)
         } else {

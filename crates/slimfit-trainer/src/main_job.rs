@@ -158,6 +158,7 @@ pub fn job_config(
         policy: PolicyKind::Ils,
         lisa: None,
         lora: None,
+        activation_checkpointing: false,
         freeze_rate,
         variant,
         compression,

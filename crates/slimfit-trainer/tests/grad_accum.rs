@@ -244,6 +244,7 @@ fn rte_config(
         policy: PolicyKind::Full,
         lisa: None,
         lora: None,
+        activation_checkpointing: false,
         freeze_rate: 0.0,
         variant: Variant::Default,
         compression: slimfit_models::Compression::Exact,

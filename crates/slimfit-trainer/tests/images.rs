@@ -235,6 +235,7 @@ fn train_fashion_mnist_in_process_ils_and_full() {
         policy: PolicyKind::Ils,
         lisa: None,
         lora: None,
+        activation_checkpointing: false,
         freeze_rate: rate,
         variant: Variant::Default,
         compression,

@@ -77,6 +77,7 @@ fn config(data_dir: &Path, policy: PolicyKind, variant: Variant) -> TrainConfig 
         policy,
         lisa: None,
         lora: None,
+        activation_checkpointing: false,
         freeze_rate: 0.9,
         variant,
         compression: match variant {

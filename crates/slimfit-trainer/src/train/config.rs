@@ -131,6 +131,10 @@ pub struct TrainConfig {
     /// probe), then the freezing policy takes over. 0: none.
     #[serde(default)]
     pub head_warmup: f64,
+    /// Activation checkpointing: each encoder layer's activations are recomputed in
+    /// backward instead of kept (text tasks).
+    #[serde(default)]
+    pub activation_checkpointing: bool,
     /// Peak learning rate (linear decay to 0).
     pub lr: f64,
     /// Fraction of optimizer steps with linear warm-up.
@@ -180,6 +184,11 @@ impl TrainConfig {
                 "--head-warmup {}: the head warm-up fraction must lie in [0, 1)",
                 self.head_warmup
             )));
+        }
+        if self.activation_checkpointing && self.task.is_image() {
+            return Err(TrainError::Invalid(
+                "--activation-checkpointing recomputes BERT layers (text tasks) only".into(),
+            ));
         }
         if self.policy == PolicyKind::Lora {
             if self.memory_budget.is_on() {

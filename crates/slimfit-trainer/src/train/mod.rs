@@ -35,6 +35,7 @@ pub mod config;
 mod images;
 mod lora;
 mod params;
+mod recompute;
 pub mod report;
 pub mod run_loop;
 pub mod schedule;

@@ -34,6 +34,21 @@ pub trait Workload<B: AutodiffBackend> {
     /// records).
     fn loss(&mut self, model: &Self::Model, batch: &[usize]) -> Result<Tensor<B, 1>, TrainError>;
 
+    /// Back-propagates the loss of `batch`, divided by `divide_by` (the micro-batches of the
+    /// step), into `grads`, and returns the undivided loss. The default records
+    /// [`Workload::loss`] and runs one backward pass ([`plain_backward`]); a workload may
+    /// recompute activations instead of keeping them (activation checkpointing).
+    fn backward(
+        &mut self,
+        model: &Self::Model,
+        batch: &[usize],
+        divide_by: usize,
+        grads: &mut GradientsAccumulator<Self::Model>,
+    ) -> Result<Tensor<B, 1>, TrainError> {
+        let loss = self.loss(model, batch)?;
+        Ok(plain_backward(model, loss, divide_by, grads))
+    }
+
     /// Tokens per example of `batch` as the model will see it (its padded length), where
     /// the workload knows it: budget mode plans each step at this length rather than the
     /// longest allowed. `None`: every batch is as long as planned.
@@ -95,27 +110,41 @@ where
     W: Workload<B>,
 {
     let k = micro_batches.len();
-    if k == 1 {
-        let loss = workload.loss(model, &micro_batches[0])?;
-        let value: f32 = loss.clone().into_scalar().elem();
-        return Ok((GradientsParams::from_grads(loss.backward(), model), value));
-    }
     let mut accumulator = GradientsAccumulator::<W::Model>::new();
     // The losses are summed on the device: one host sync per optimizer step, not per
     // micro-batch.
     let mut sum: Option<Tensor<B, 1>> = None;
     for batch in micro_batches {
-        let loss = workload.loss(model, batch)?;
-        let value = loss.clone().detach();
+        let value = workload.backward(model, batch, k, &mut accumulator)?;
         sum = Some(match sum {
             Some(s) => s + value,
             None => value,
         });
-        let scaled = loss.div_scalar(k as f64);
-        accumulator.accumulate(model, GradientsParams::from_grads(scaled.backward(), model));
     }
-    let sum: f32 = sum.expect("k > 1 micro-batches").into_scalar().elem();
+    let sum: f32 = sum.expect("at least one micro-batch").into_scalar().elem();
     Ok((accumulator.grads(), sum / k as f32))
+}
+
+/// One backward pass of `loss` divided by `divide_by` (not divided for 1) into `grads`;
+/// returns the undivided loss, detached.
+pub fn plain_backward<B, M>(
+    model: &M,
+    loss: Tensor<B, 1>,
+    divide_by: usize,
+    grads: &mut GradientsAccumulator<M>,
+) -> Tensor<B, 1>
+where
+    B: AutodiffBackend,
+    M: burn::module::AutodiffModule<B>,
+{
+    let value = loss.clone().detach();
+    let scaled = if divide_by > 1 {
+        loss.div_scalar(divide_by as f64)
+    } else {
+        loss
+    };
+    grads.accumulate(model, GradientsParams::from_grads(scaled.backward(), model));
+    value
 }
 
 /// SlimFit's training loop over any [`Workload`]; returns what it recorded and the trained

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig, MseLoss, Reduction};
+use burn::optim::GradientsAccumulator;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use slimfit_data::batching::{length_bucketed_batches, sequential_batches};
@@ -18,8 +19,9 @@ use slimfit_scheduler::FreezeRate;
 
 use super::budget::{budget_setting, fit_step};
 use super::config::{PolicyKind, TrainConfig};
+use super::recompute::{checkpointed_backward, segment_seed};
 use super::report::report_of;
-use super::run_loop::{StepContext, Workload, run_slimfit};
+use super::run_loop::{StepContext, Workload, plain_backward, run_slimfit};
 use super::schedule::{candidates, schedule_of};
 use super::{TrainError, TrainReport, measured_peak};
 use crate::encode::{batch_to_input, check_pairs, check_tokenizer};
@@ -143,6 +145,8 @@ where
         head,
         batch: config.batch,
         seed: config.seed,
+        passes: 0,
+        recompute: config.activation_checkpointing,
         ce: CrossEntropyLossConfig::new().init(device),
         device: device.clone(),
     };
@@ -179,6 +183,10 @@ pub struct TextWorkload<B: AutodiffBackend> {
     head: SequenceTask,
     batch: usize,
     seed: u64,
+    /// Forward passes so far (each reseeds dropout per segment from it).
+    passes: u64,
+    /// Activation checkpointing: layers recomputed in backward.
+    recompute: bool,
     ce: CrossEntropyLoss<B>,
     device: B::Device,
 }
@@ -208,11 +216,75 @@ where
     }
 
     fn loss(&mut self, model: &Self::Model, batch: &[usize]) -> Result<Tensor<B, 1>, TrainError> {
-        let device = &self.device;
+        let input = self.input_of(batch);
+        let mut reseed = self.reseeder();
+        let logits = model.forward_with(input, &mut reseed);
+        Ok(self.loss_of(logits, batch))
+    }
+
+    fn backward(
+        &mut self,
+        model: &Self::Model,
+        batch: &[usize],
+        divide_by: usize,
+        grads: &mut GradientsAccumulator<Self::Model>,
+    ) -> Result<Tensor<B, 1>, TrainError> {
+        if !self.recompute {
+            let loss = self.loss(model, batch)?;
+            return Ok(plain_backward(model, loss, divide_by, grads));
+        }
+        let input = self.input_of(batch);
+        let mut reseed = self.reseeder();
+        let loss_of = |logits| self.loss_of(logits, batch);
+        Ok(checkpointed_backward(
+            model,
+            input,
+            loss_of,
+            divide_by,
+            &mut reseed,
+            grads,
+        ))
+    }
+
+    fn evaluate(
+        &self,
+        model: &BertForSequenceClassification<B::InnerBackend>,
+    ) -> Result<HashMap<String, f64>, TrainError> {
+        Ok(evaluate::<B>(
+            model,
+            &self.dev,
+            self.pad_id,
+            self.task,
+            &self.device,
+        ))
+    }
+}
+
+impl<B> TextWorkload<B>
+where
+    B: AutodiffBackend + SlimOps,
+{
+    /// The model input of the training examples at `batch`, padded to its longest.
+    fn input_of(&self, batch: &[usize]) -> slimfit_models::BertInput<B> {
         let rows: Vec<Encoded> = batch.iter().map(|&i| self.train.rows[i].clone()).collect();
         let padded = PaddedBatch::new(&rows, self.pad_id);
-        let logits = model.forward(batch_to_input::<B>(&padded, device));
-        Ok(match self.head {
+        batch_to_input::<B>(&padded, &self.device)
+    }
+
+    /// Reseeds the generator before each segment of the next forward pass
+    /// ([`segment_seed`]): dropout masks depend on the seed, the pass and the segment only,
+    /// so that a recomputed layer draws its masks again.
+    fn reseeder(&mut self) -> impl FnMut(usize) + use<B> {
+        let (seed, pass, device) = (self.seed, self.passes, self.device.clone());
+        self.passes += 1;
+        move |segment| B::seed(&device, segment_seed(seed, pass, segment))
+    }
+
+    /// The mean loss of `logits` against the labels of `batch`: MSE for regression,
+    /// cross-entropy otherwise.
+    fn loss_of(&self, logits: Tensor<B, 2>, batch: &[usize]) -> Tensor<B, 1> {
+        let device = &self.device;
+        match self.head {
             SequenceTask::Regression => {
                 let targets: Vec<f32> = batch
                     .iter()
@@ -239,20 +311,7 @@ where
                     Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [n]), device),
                 )
             }
-        })
-    }
-
-    fn evaluate(
-        &self,
-        model: &BertForSequenceClassification<B::InnerBackend>,
-    ) -> Result<HashMap<String, f64>, TrainError> {
-        Ok(evaluate::<B>(
-            model,
-            &self.dev,
-            self.pad_id,
-            self.task,
-            &self.device,
-        ))
+        }
     }
 }
 
