@@ -56,6 +56,12 @@ pub struct PlanRequest {
     /// added in). Counted with the gradients of the forward, backward and embedding
     /// moments; the update holds only the sum.
     pub accumulated_gradients: bool,
+    /// Activation checkpointing (`train --activation-checkpointing`): the forward pass keeps
+    /// only each encoder layer's input (one `[tokens, hidden]` fp32 tensor per layer) and the
+    /// head's saved state; backward recomputes one layer at a time, so layer `l`'s saved
+    /// activations live beside the inputs of layers `≤ l` and the gradient arriving at its
+    /// output, and the embeddings' while their gradient is built.
+    pub recompute_layers: bool,
 }
 
 /// Errors of the accountant.
@@ -283,6 +289,7 @@ impl PlanRequest {
             runtime_overhead: Bytes::ZERO,
             score_snapshots: false,
             accumulated_gradients: false,
+            recompute_layers: false,
         }
     }
 
@@ -457,12 +464,22 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     };
 
     // Forward: everything saved, plus the mask bias and the last layer's busiest kernel.
+    // Recomputing layers, the head's saved state and every layer's input instead.
+    let recompute = request.recompute_layers;
+    let layer_inputs = |n: usize| if recompute { n as u64 * d.nh4() } else { 0 };
+    let (forward_dynamic, forward_static) = if recompute {
+        let head =
+            dynamic_outside(&|r| !matches!(r, UnitRole::EmbeddingTable | UnitRole::EmbeddingNorm));
+        (head, saved.head + layer_inputs(shape.layers))
+    } else {
+        (dynamic_total, static_total)
+    };
     moments.push((
         PeakPhase::Forward,
         cats(
             accumulated,
-            dynamic_total,
-            static_total,
+            forward_dynamic,
+            forward_static,
             workspace.forward(&d, !shape.is_vit()),
         ),
     ));
@@ -482,16 +499,34 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
         .sum::<u64>()
         + F32 * (shape.hidden + shape.num_labels) as u64;
     let mut grads_above = head_grads;
+    // Recomputing, a layer's forward kernels run again in backward, and the mask bias stays
+    // for the whole backward pass.
+    let backward_transient = if recompute {
+        let mask = if shape.is_vit() { 0 } else { d.a4() };
+        workspace
+            .forward(&d, !shape.is_vit())
+            .max(mask + workspace.backward(&d))
+    } else {
+        workspace.backward(&d)
+    };
     for l in (0..shape.layers).rev() {
-        let dynamic_below = dynamic_embeddings + (0..=l).map(dynamic_of_layer).sum::<u64>();
-        let static_below = saved.embeddings + saved.layers[..=l].iter().sum::<u64>();
+        let (dynamic_below, static_below) = if recompute {
+            // Layer l re-run: its saved state, the inputs of layers ≤ l and the gradient
+            // at its output.
+            (dynamic_of_layer(l), saved.layers[l] + layer_inputs(l + 2))
+        } else {
+            (
+                dynamic_embeddings + (0..=l).map(dynamic_of_layer).sum::<u64>(),
+                saved.embeddings + saved.layers[..=l].iter().sum::<u64>(),
+            )
+        };
         moments.push((
             PeakPhase::Backward(l),
             cats(
                 accumulated + grads_above,
                 dynamic_below,
                 static_below,
-                workspace.backward(&d),
+                backward_transient,
             ),
         ));
         grads_above += units
@@ -512,9 +547,19 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
         .map(|(_, u)| F32 * u.numel as u64)
         .max();
     let embedding_transient = largest_table.map_or(0, |t| t + d.nh4());
+    let (embeddings_dynamic, embeddings_static) = if recompute {
+        (dynamic_embeddings, saved.embeddings)
+    } else {
+        (0, 0)
+    };
     moments.push((
         PeakPhase::Embeddings,
-        cats(accumulated + grads_total, 0, 0, embedding_transient),
+        cats(
+            accumulated + grads_total,
+            embeddings_dynamic,
+            embeddings_static,
+            embedding_transient,
+        ),
     ));
 
     // Update: one temporary of the largest trained tensor.

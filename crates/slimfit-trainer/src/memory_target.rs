@@ -148,10 +148,12 @@ pub fn planned_peaks(request: &PlanRequest) -> Result<PlannedPeaks, PlanError> {
     Ok(PlannedPeaks {
         frozen: plan(&with(vec![false; units.len()]))?.total_peak_bytes,
         slimfit_all: plan(&with(all_but_vocabulary))?.total_peak_bytes,
+        // Full fine-tuning as users run it by default: every activation kept.
         full: plan(&PlanRequest {
             storage: ActivationStorage::Exact,
             optimizer_state: OptimizerState::Keep,
             score_snapshots: false,
+            recompute_layers: false,
             ..with(vec![true; units.len()])
         })?
         .total_peak_bytes,

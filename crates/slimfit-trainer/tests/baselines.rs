@@ -271,4 +271,21 @@ fn activation_checkpointing_gives_the_same_run_at_a_lower_measured_peak() {
         );
         assert!(peak(&recomputed) < peak(&plain), "{name}");
     }
+
+    // Budget mode plans recomputed steps: the one-run default with checkpointing fits more
+    // units in less memory, and every step's measured peak is within 3 % of its plan.
+    let plain = run("default.json", &[]);
+    let recomputed = run("default-ckpt.json", &["--activation-checkpointing"]);
+    let fit = |json: &serde_json::Value| json["budget"]["trainable_units"].as_u64().unwrap();
+    assert!(fit(&recomputed) >= fit(&plain));
+    let budget = recomputed["budget"]["budget"].as_u64().unwrap();
+    assert!(budget < plain["budget"]["budget"].as_u64().unwrap());
+    let measured = recomputed["step_peak_bytes"].as_array().unwrap();
+    let predicted = recomputed["budget"]["predicted_step_peaks"]
+        .as_array()
+        .unwrap();
+    for (m, p) in measured.iter().zip(predicted) {
+        let ratio = m.as_f64().unwrap() / p.as_f64().unwrap();
+        assert!(ratio < 1.03, "measured {m} vs planned {p}");
+    }
 }

@@ -36,6 +36,7 @@ fn fit_budget(
     // (`FreezePolicy::reads_scores`; the trainer's tests check the two agree).
     request.score_snapshots = config.policy == PolicyKind::Ils;
     request.accumulated_gradients = config.grad_accum > 1;
+    request.recompute_layers = config.activation_checkpointing;
     // What is live now, less the weights the plan counts itself, stays for the whole run.
     let weights = slimfit_memory::plan(&slimfit_memory::PlanRequest {
         trainable: vec![false; request.trainable.len()],
