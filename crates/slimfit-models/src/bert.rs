@@ -325,52 +325,60 @@ impl<B: SlimOps> BertLayer<B> {
     pub fn push_units(&self, units: &mut UnitList, prefix: &str, layer: usize) {
         let l = Some(layer);
         let a = &self.attention;
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.attention.self.query.weight"),
             &a.query.weight,
+            &a.query.bias,
             UnitKind::Query,
             l,
         );
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.attention.self.key.weight"),
             &a.key.weight,
+            &a.key.bias,
             UnitKind::Key,
             l,
         );
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.attention.self.value.weight"),
             &a.value.weight,
+            &a.value.bias,
             UnitKind::Value,
             l,
         );
         let o = &self.attention_output;
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.attention.output.dense.weight"),
             &o.dense.weight,
+            &o.dense.bias,
             UnitKind::AttentionOutput,
             l,
         );
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.attention.output.LayerNorm.weight"),
             &o.layer_norm.weight,
+            &o.layer_norm.bias,
             UnitKind::LayerNorm,
             l,
         );
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.intermediate.dense.weight"),
             &self.intermediate.weight,
+            &self.intermediate.bias,
             UnitKind::Ffn1,
             l,
         );
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.output.dense.weight"),
             &self.output.dense.weight,
+            &self.output.dense.bias,
             UnitKind::Ffn2,
             l,
         );
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.output.LayerNorm.weight"),
             &self.output.layer_norm.weight,
+            &self.output.layer_norm.bias,
             UnitKind::LayerNorm,
             l,
         );
@@ -460,9 +468,10 @@ impl<B: SlimOps> BertModel<B> {
             UnitKind::Embedding,
             None,
         );
-        units.push(
+        units.push_with_bias(
             "embeddings.LayerNorm.weight",
             &e.layer_norm.weight,
+            &e.layer_norm.bias,
             UnitKind::LayerNorm,
             None,
         );
@@ -470,9 +479,10 @@ impl<B: SlimOps> BertModel<B> {
             layer.push_units(units, &format!("encoder.layer.{i}"), i);
         }
         if let Some(pooler) = &self.pooler {
-            units.push(
+            units.push_with_bias(
                 "pooler.dense.weight",
                 &pooler.weight,
+                &pooler.bias,
                 UnitKind::Pooler,
                 None,
             );

@@ -50,9 +50,10 @@ impl<B: SlimOps> HasUnits<B> for BertForSequenceClassification<B> {
     fn units(&self) -> Vec<Unit> {
         let mut units = UnitList::default();
         self.bert.push_units(&mut units);
-        units.push(
+        units.push_with_bias(
             "classifier.weight",
             &self.classifier.weight,
+            &self.classifier.bias,
             UnitKind::Head,
             None,
         );
@@ -135,9 +136,10 @@ impl<B: SlimOps> HasUnits<B> for BertForQuestionAnswering<B> {
     fn units(&self) -> Vec<Unit> {
         let mut units = UnitList::default();
         self.bert.push_units(&mut units);
-        units.push(
+        units.push_with_bias(
             "qa_outputs.weight",
             &self.qa_outputs.weight,
+            &self.qa_outputs.bias,
             UnitKind::Head,
             None,
         );

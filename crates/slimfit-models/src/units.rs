@@ -64,6 +64,12 @@ pub struct Unit {
     /// The parameter's id in the burn module.
     #[serde(skip)]
     pub param_id: ParamId,
+    /// The bias of a projection's weight, the β of a LayerNorm's γ: a parameter that is not
+    /// a unit but belongs with it. SlimFit trains these always; a baseline that freezes whole
+    /// modules (LISA's layers, head-only, LoRA's base model) freezes them with their unit
+    /// ([`HasUnits::with_trainable_modules`]).
+    #[serde(skip)]
+    pub bias_id: Option<ParamId>,
 }
 
 impl Unit {
@@ -95,7 +101,21 @@ impl UnitList {
             kind,
             layer,
             param_id: param.id,
+            bias_id: None,
         });
+    }
+
+    /// Appends `param` as a unit whose bias (or LayerNorm β) is `bias`.
+    pub fn push_with_bias<B: Backend, const D: usize>(
+        &mut self,
+        name: impl Into<String>,
+        param: &Param<Tensor<B, D>>,
+        bias: &Param<Tensor<B, 1>>,
+        kind: UnitKind,
+        layer: Option<usize>,
+    ) {
+        self.push(name, param, kind, layer);
+        self.units.last_mut().expect("pushed").bias_id = Some(bias.id);
     }
 
     /// The collected units.
@@ -120,6 +140,22 @@ pub trait HasUnits<B: Backend>: Module<B> + Sized {
             .iter()
             .zip(trainable)
             .map(|(u, &t)| (u.param_id, t))
+            .collect();
+        self.map(&mut RequireGrad { wanted })
+    }
+
+    /// [`HasUnits::with_trainable`], with each unit's bias or β ([`Unit::bias_id`]) following
+    /// its unit: whole modules train or freeze, as baselines that freeze layers define it.
+    fn with_trainable_modules(self, units: &[Unit], trainable: &[bool]) -> Self {
+        assert_eq!(units.len(), trainable.len(), "one flag per unit");
+        let wanted = units
+            .iter()
+            .zip(trainable)
+            .flat_map(|(u, &t)| {
+                [(u.param_id, t)]
+                    .into_iter()
+                    .chain(u.bias_id.map(|b| (b, t)))
+            })
             .collect();
         self.map(&mut RequireGrad { wanted })
     }

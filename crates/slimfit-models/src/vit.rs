@@ -763,28 +763,38 @@ impl<B: SlimOps> ViTLayer<B> {
         let l = Some(layer);
         let a = &self.attention;
         let qkv = format!("{prefix}.attention.attention");
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.{}.weight", names.norm1),
             &self.norm1.weight,
+            &self.norm1.bias,
             UnitKind::LayerNorm,
             l,
         );
-        units.push(
+        units.push_with_bias(
             format!("{qkv}.query.weight"),
             &a.query.weight,
+            &a.query.bias,
             UnitKind::Query,
             l,
         );
-        units.push(format!("{qkv}.key.weight"), &a.key.weight, UnitKind::Key, l);
-        units.push(
+        units.push_with_bias(
+            format!("{qkv}.key.weight"),
+            &a.key.weight,
+            &a.key.bias,
+            UnitKind::Key,
+            l,
+        );
+        units.push_with_bias(
             format!("{qkv}.value.weight"),
             &a.value.weight,
+            &a.value.bias,
             UnitKind::Value,
             l,
         );
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.attention.output.dense.weight"),
             &self.attention_output.weight,
+            &self.attention_output.bias,
             UnitKind::AttentionOutput,
             l,
         );
@@ -796,21 +806,24 @@ impl<B: SlimOps> ViTLayer<B> {
                 l,
             );
         }
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.{}.weight", names.norm2),
             &self.norm2.weight,
+            &self.norm2.bias,
             UnitKind::LayerNorm,
             l,
         );
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.{}.weight", names.fc1),
             &self.fc1.weight,
+            &self.fc1.bias,
             UnitKind::Ffn1,
             l,
         );
-        units.push(
+        units.push_with_bias(
             format!("{prefix}.{}.weight", names.fc2),
             &self.fc2.weight,
+            &self.fc2.bias,
             UnitKind::Ffn2,
             l,
         );
@@ -918,9 +931,10 @@ impl<B: SlimOps> ViTModel<B> {
     /// FFN2, (λ₂); the final LayerNorm γ.
     pub fn push_units(&self, units: &mut UnitList) {
         let e = &self.embeddings;
-        units.push(
+        units.push_with_bias(
             format!("{PROJECTION}.weight"),
             &e.projection.weight,
+            &e.projection.bias,
             UnitKind::PatchEmbedding,
             None,
         );
@@ -939,9 +953,10 @@ impl<B: SlimOps> ViTModel<B> {
         for (i, layer) in self.layers.iter().enumerate() {
             layer.push_units(units, &format!("encoder.layer.{i}"), i, self.variant);
         }
-        units.push(
+        units.push_with_bias(
             "layernorm.weight",
             &self.layernorm.weight,
+            &self.layernorm.bias,
             UnitKind::LayerNorm,
             None,
         );
@@ -986,9 +1001,10 @@ impl<B: SlimOps> HasUnits<B> for ViTForImageClassification<B> {
     fn units(&self) -> Vec<Unit> {
         let mut units = UnitList::default();
         self.vit.push_units(&mut units);
-        units.push(
+        units.push_with_bias(
             "classifier.weight",
             &self.classifier.weight,
+            &self.classifier.bias,
             UnitKind::Head,
             None,
         );

@@ -93,11 +93,52 @@ fn lisa_and_head_only_train_the_units_their_definitions_say() {
         }
     }
 
-    let head = run("head.json", &["--policy", "head"]);
+    // One period: the two drawn layers moved, every tensor of the others — biases and β
+    // included — is the base model's.
+    let output = dir.path().join("lisa-one-period");
+    let one = run(
+        "lisa-one.json",
+        &[
+            "--policy",
+            "lisa",
+            "--lisa-interval",
+            "100",
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    );
+    let units = names(&one);
+    let drawn: BTreeSet<usize> = per_step(&one)[0]
+        .iter()
+        .filter_map(|&u| layer_of(&units[u]))
+        .collect();
+    let base = tensors(
+        &slimfit_data::assets::MINILM_L6_V2
+            .resolve(None)
+            .unwrap()
+            .join("model.safetensors"),
+    );
+    let saved = tensors(&output.join("model.safetensors"));
+    for (name, values) in base.iter().filter(|(n, _)| n.starts_with("encoder.")) {
+        let layer = layer_of(name).unwrap();
+        let moved = saved.get(name) != Some(values);
+        assert_eq!(moved, drawn.contains(&layer), "{name}, drawn {drawn:?}");
+    }
+
+    let output = dir.path().join("head-only");
+    let head = run(
+        "head.json",
+        &["--policy", "head", "--output", output.to_str().unwrap()],
+    );
     let units = names(&head);
     for trained in per_step(&head) {
         let trained: Vec<&str> = trained.iter().map(|&u| units[u].as_str()).collect();
         assert_eq!(trained, ["classifier.weight"]);
+    }
+    // Nothing of the encoder moved, not even a bias or β: only the new head trained.
+    let saved = tensors(&output.join("model.safetensors"));
+    for (name, values) in base.iter().filter(|(n, _)| !n.ends_with("position_ids")) {
+        assert_eq!(saved.get(name), Some(values), "{name} moved");
     }
     let (ok, _, stderr) = cli(
         &[

@@ -183,7 +183,11 @@ where
                 .max();
             let trainable = state.choose(&mut schedule, tokens, &mut fit)?;
             state.drop_frozen_moments(&schedule, &trainable);
-            model = model.with_trainable(units, &trainable);
+            model = if schedule.whole_modules {
+                model.with_trainable_modules(units, &trainable)
+            } else {
+                model.with_trainable(units, &trainable)
+            };
             let wanted = state.trained_params(&trainable);
             let before = state.copy_for_scores(&model, &wanted);
             let (grads, loss) = step_gradients(workload, &model, micro_batches)?;

@@ -2,6 +2,8 @@
 //! optimizer's settings and learning-rate schedule.
 
 use slimfit_dynamics::{ScoreFormula, UnitScores};
+#[cfg(doc)]
+use slimfit_models::HasUnits;
 use slimfit_models::{Unit, UnitKind};
 use slimfit_scheduler::{
     Fixed, FreezePolicy, FreezeRate, Full, Ils, Lisa, RandomFreeze, StaticPrefix,
@@ -33,6 +35,10 @@ pub struct Schedule {
     /// Head warm-up: for this fraction of the optimizer steps only the head trains (a linear
     /// probe), then the policy takes over. 0: none.
     pub head_warmup: f64,
+    /// Biases and LayerNorm β follow their unit ([`HasUnits::with_trainable_modules`]):
+    /// the baselines that freeze whole modules (LISA, head-only, LoRA). SlimFit and its
+    /// ablations train them at every step.
+    pub whole_modules: bool,
 }
 
 /// Whether AdamW's weight decay applies to a unit: every weight but LayerNorm γ and
@@ -85,6 +91,10 @@ pub(super) fn schedule_of(
         weight_decay: 0.01,
         optimizer_state: config.optimizer_state,
         head_warmup: config.head_warmup,
+        whole_modules: matches!(
+            config.policy,
+            PolicyKind::Lisa | PolicyKind::Head | PolicyKind::Lora
+        ),
     })
 }
 
@@ -148,6 +158,7 @@ mod tests {
                 },
                 layer: (index < 3).then_some(index),
                 param_id: burn::module::ParamId::new(),
+                bias_id: None,
             })
             .collect();
         for kind in [
