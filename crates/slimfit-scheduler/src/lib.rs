@@ -23,7 +23,7 @@ mod rng;
 
 pub use fixed::Fixed;
 pub use lisa::{Lisa, LisaError};
-use rng::XorShift;
+use rng::{XorShift, drawn_state, restore_drawn};
 
 /// A freezing rate `r ∈ [0, 1)`: the fraction of candidate units frozen each step.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
@@ -266,31 +266,11 @@ impl FreezePolicy for RandomFreeze {
     /// The generator's state, then the current set (one value per unit, 1: trainable)
     /// when one was drawn.
     fn state(&self) -> Vec<u64> {
-        let mut state = vec![self.rng.state()];
-        if let Some(current) = &self.current {
-            state.extend(current.iter().map(|&t| u64::from(t)));
-        }
-        state
+        drawn_state(&self.rng, &self.current)
     }
 
     fn restore(&mut self, state: &[u64]) -> Result<(), String> {
-        let units = self.candidates.len();
-        match state {
-            [generator] => {
-                self.rng = XorShift::from_state(*generator);
-                self.current = None;
-            }
-            [generator, current @ ..] if current.len() == units => {
-                self.rng = XorShift::from_state(*generator);
-                self.current = Some(current.iter().map(|&t| t == 1).collect());
-            }
-            _ => {
-                return Err(format!(
-                    "a random policy over {units} units cannot continue from {} values",
-                    state.len()
-                ));
-            }
-        }
+        (self.rng, self.current) = restore_drawn(state, self.candidates.len(), "random")?;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@
 use thiserror::Error;
 
 use crate::FreezePolicy;
-use crate::rng::XorShift;
+use crate::rng::{XorShift, drawn_state, restore_drawn};
 
 /// A LISA setting that cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -114,28 +114,11 @@ impl FreezePolicy for Lisa {
     /// The generator's state, then the current set (one value per unit, 1: trainable)
     /// when one was drawn.
     fn state(&self) -> Vec<u64> {
-        let mut state = vec![self.rng.state()];
-        if let Some(current) = &self.current {
-            state.extend(current.iter().map(|&t| u64::from(t)));
-        }
-        state
+        drawn_state(&self.rng, &self.current)
     }
 
     fn restore(&mut self, state: &[u64]) -> Result<(), String> {
-        let units = self.layers.len();
-        match state {
-            [_] => self.current = None,
-            [_, current @ ..] if current.len() == units => {
-                self.current = Some(current.iter().map(|&t| t == 1).collect());
-            }
-            _ => {
-                return Err(format!(
-                    "a LISA policy over {units} units cannot continue from {} values",
-                    state.len()
-                ));
-            }
-        }
-        self.rng = XorShift::from_state(state[0]);
+        (self.rng, self.current) = restore_drawn(state, self.layers.len(), "LISA")?;
         Ok(())
     }
 }

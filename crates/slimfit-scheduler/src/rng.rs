@@ -35,3 +35,33 @@ impl XorShift {
         }
     }
 }
+
+/// A redrawing policy's state for a checkpoint: the generator's, then the current set (one
+/// value per unit, 1: trainable) when one was drawn.
+pub(crate) fn drawn_state(rng: &XorShift, current: &Option<Vec<bool>>) -> Vec<u64> {
+    let mut state = vec![rng.state()];
+    if let Some(current) = current {
+        state.extend(current.iter().map(|&t| u64::from(t)));
+    }
+    state
+}
+
+/// The generator and current set of a [`drawn_state`] over `units` units; `policy` names
+/// the policy in the error.
+pub(crate) fn restore_drawn(
+    state: &[u64],
+    units: usize,
+    policy: &str,
+) -> Result<(XorShift, Option<Vec<bool>>), String> {
+    match state {
+        [generator] => Ok((XorShift::from_state(*generator), None)),
+        [generator, current @ ..] if current.len() == units => Ok((
+            XorShift::from_state(*generator),
+            Some(current.iter().map(|&t| t == 1).collect()),
+        )),
+        _ => Err(format!(
+            "a {policy} policy over {units} units cannot continue from {} values",
+            state.len()
+        )),
+    }
+}
