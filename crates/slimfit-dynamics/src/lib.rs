@@ -170,6 +170,19 @@ impl UnitScores {
     pub fn formula(&self) -> ScoreFormula {
         self.formula
     }
+
+    /// Replaces every score (from a resumable checkpoint's [`UnitScores::scores`]); the
+    /// count must match.
+    pub fn restore(&mut self, scores: &[f64]) -> Result<(), ScoreError> {
+        if scores.len() != self.scores.len() {
+            return Err(ScoreError::LengthMismatch {
+                before: self.scores.len(),
+                after: scores.len(),
+            });
+        }
+        self.scores.copy_from_slice(scores);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

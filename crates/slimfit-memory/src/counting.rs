@@ -109,6 +109,15 @@ pub fn window_peak() -> Bytes {
     Bytes(WINDOW_PEAK.load(Ordering::Relaxed))
 }
 
+/// Sets [`peak`] and [`window_peak`] back to values read earlier (each at least the live
+/// count): work done in between that is not part of what is measured — writing a
+/// checkpoint during training, say — leaves no trace in either.
+pub fn restore_peaks(peak: Bytes, window: Bytes) {
+    let live = LIVE.load(Ordering::Relaxed);
+    PEAK.store(peak.0.max(live), Ordering::Relaxed);
+    WINDOW_PEAK.store(window.0.max(live), Ordering::Relaxed);
+}
+
 /// Starts a new window at the current live byte count; [`peak`] is left alone.
 pub fn reset_window() {
     WINDOW_PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);

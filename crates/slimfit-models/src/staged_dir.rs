@@ -130,7 +130,7 @@ fn check_replaceable(target: &Path, markers: &[&str]) -> Result<(), SaveError> {
     }
     let mut entries = std::fs::read_dir(target).map_err(io(target))?;
     let empty = entries.next().is_none();
-    let checkpoint = CHECKPOINT_MARKERS.iter().any(|m| target.join(m).is_file());
+    let checkpoint = markers.iter().any(|m| target.join(m).is_file());
     if empty || checkpoint {
         Ok(())
     } else {

@@ -54,6 +54,27 @@ pub enum EncodeError {
     /// lacks.
     #[error("{0}")]
     Mismatch(String),
+    /// A line of input is not a request.
+    #[error("stdin line {line}: expected {{\"text\": ..., \"text_pair\": ...}}: {reason}")]
+    Request {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The request on input line `line` (1-based) of `encode`: `None` for a blank line.
+pub fn parse_request(line: usize, text: &str) -> Result<Option<EncodeRequest>, EncodeError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str::<EncodeRequest>(text)
+        .map(Some)
+        .map_err(|e| EncodeError::Request {
+            line,
+            reason: e.to_string(),
+        })
 }
 
 /// Checks that every id `tokenizer` can produce has a row in the model's word table.

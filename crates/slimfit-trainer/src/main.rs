@@ -9,7 +9,7 @@ use slimfit_data::assets::{DINOV2_SMALL, MINILM_L6_V2};
 use slimfit_memory::CountingAllocator;
 use slimfit_models::{Compression, CompressionConfig, LoraConfig};
 use slimfit_trainer::backend::{self, InferenceBackend, TrainingBackend};
-use slimfit_trainer::encode::{EncodeRequest, Encoder};
+use slimfit_trainer::encode::{EncodeRequest, Encoder, parse_request};
 use slimfit_trainer::main_job::{self, MainJobArgs};
 use slimfit_trainer::measure::{
     MeasureReport, MeasureSpec, OptimizerStatePolicy, VitMeasureSpec, measure_step,
@@ -20,7 +20,7 @@ use slimfit_trainer::outputs;
 use slimfit_trainer::run_config::{TrainSettings, budget_from_report};
 use slimfit_trainer::task::{IMAGE_HEAD_WARMUP, Task, glue_dir_from_env};
 use slimfit_trainer::train::{
-    ImageOptions, LisaOptions, MemoryBudget, PolicyKind, TrainConfig, Variant,
+    Checkpointing, ImageOptions, LisaOptions, MemoryBudget, PolicyKind, TrainConfig, Variant,
 };
 
 mod plan_cmd;
@@ -452,6 +452,11 @@ fn train_config(s: TrainSettings) -> Result<TrainConfig> {
             (None, None) => MemoryBudget::Off,
         },
         output: s.output,
+        checkpoints: Checkpointing {
+            every: s.checkpoint_every,
+            dir: s.checkpoint_dir,
+            resume: s.resume,
+        },
         image,
     };
     config.validate()?;
@@ -581,19 +586,7 @@ fn encode(model: Option<PathBuf>, max_len: usize, batch_size: usize) -> Result<(
     for (index, line) in std::io::stdin().lock().lines().enumerate() {
         let request = line
             .with_context(|| format!("stdin line {}: not UTF-8 text", index + 1))
-            .and_then(|line| {
-                if line.trim().is_empty() {
-                    return Ok(None);
-                }
-                serde_json::from_str::<EncodeRequest>(&line)
-                    .map(Some)
-                    .with_context(|| {
-                        format!(
-                            "stdin line {}: expected {{\"text\": ..., \"text_pair\": ...}}",
-                            index + 1
-                        )
-                    })
-            });
+            .and_then(|line| Ok(parse_request(index + 1, &line)?));
         match request {
             Ok(Some(request)) => pending.push(request),
             Ok(None) => continue,

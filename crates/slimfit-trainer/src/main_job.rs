@@ -179,6 +179,7 @@ pub fn job_config(
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget: MemoryBudget::Off,
         output: None,
+        checkpoints: Default::default(),
         image: None,
     })
 }

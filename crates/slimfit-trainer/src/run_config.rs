@@ -190,6 +190,20 @@ pub struct TrainSettings {
     #[arg(long)]
     #[serde(default)]
     pub overwrite: bool,
+    /// Write a resumable checkpoint (weights, optimizer, scores, data position, report so
+    /// far) to --checkpoint-dir every N optimizer steps and after the last.
+    #[arg(long)]
+    #[serde(default)]
+    pub checkpoint_every: Option<usize>,
+    /// The resumable checkpoint's directory (replaced as a whole at each checkpoint).
+    #[arg(long)]
+    #[serde(default)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the checkpoint in --checkpoint-dir (if there is one; else start) with
+    /// the same settings: the run ends as if it had never stopped.
+    #[arg(long)]
+    #[serde(default)]
+    pub resume: bool,
     /// Budget mode: train as many units per step as the memory accountant predicts fit
     /// this peak (whole process, e.g. 600MiB, 2GiB), instead of --freeze-rate. Without it,
     /// --freeze-rate, --policy and --variant paper, `train` chooses its own target: the
@@ -291,6 +305,7 @@ impl TrainSettings {
             &mut settings.model,
             &mut settings.report,
             &mut settings.output,
+            &mut settings.checkpoint_dir,
             &mut settings.memory_budget_of,
         ]
         .into_iter()
@@ -302,7 +317,7 @@ impl TrainSettings {
     }
 
     /// These settings, with `fallback`'s wherever these have none (`no_augment`,
-    /// `overwrite`, `activation_checkpointing`: either).
+    /// `overwrite`, `activation_checkpointing`, `resume`: either).
     pub fn or(self, fallback: Self) -> Self {
         Self {
             task: self.task.or(fallback.task),
@@ -337,6 +352,9 @@ impl TrainSettings {
             report: self.report.or(fallback.report),
             output: self.output.or(fallback.output),
             overwrite: self.overwrite || fallback.overwrite,
+            checkpoint_every: self.checkpoint_every.or(fallback.checkpoint_every),
+            checkpoint_dir: self.checkpoint_dir.or(fallback.checkpoint_dir),
+            resume: self.resume || fallback.resume,
             memory_budget: self.memory_budget.or(fallback.memory_budget),
             memory_budget_of: self.memory_budget_of.or(fallback.memory_budget_of),
         }

@@ -262,6 +262,7 @@ fn rte_config(
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget: MemoryBudget::Off,
         output: Some(out.to_path_buf()),
+        checkpoints: Default::default(),
         image: None,
     }
 }

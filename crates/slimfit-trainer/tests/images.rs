@@ -253,6 +253,7 @@ fn train_fashion_mnist_in_process_ils_and_full() {
         optimizer_state: OptimizerStatePolicy::Drop,
         memory_budget: MemoryBudget::Off,
         output: None,
+        checkpoints: Default::default(),
         image: Some(ImageOptions {
             image_size: 28,
             augment: false,
@@ -491,4 +492,85 @@ fn measure_vit_step_in_process_freezing_shrinks_the_step() {
         slim.activation_peak_bytes,
         full.activation_peak_bytes
     );
+}
+
+/// A crash is simulated in process (a panic in the progress callback after step 3, which
+/// unwinds out of `train` as a kill would stop it): the run resumed from its step-2
+/// checkpoint ends as the uninterrupted run — the augmentation generator, the dropped
+/// moments and the scores all carried over.
+#[test]
+fn an_image_run_resumed_after_a_crash_ends_as_the_uninterrupted_run() {
+    let Some((data, model)) = assets() else {
+        return;
+    };
+    let _serial = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let task = Task::Image(ImageTask::FashionMnist);
+    let (rate, lr, _) = task.defaults();
+    let (compression, score) = Variant::Default.defaults();
+    let config = TrainConfig {
+        task,
+        data_dir: Some(data),
+        model,
+        policy: PolicyKind::Ils,
+        lisa: None,
+        lora: None,
+        activation_checkpointing: false,
+        freeze_rate: rate,
+        variant: Variant::Default,
+        compression,
+        score: score.into(),
+        epochs: 2,
+        batch: 8,
+        grad_accum: 1,
+        head_warmup: 0.0,
+        lr,
+        warmup: 0.0,
+        max_len: 128,
+        seed: 11,
+        max_train_examples: Some(40),
+        max_dev_examples: Some(16),
+        optimizer_state: OptimizerStatePolicy::Drop,
+        memory_budget: MemoryBudget::Off,
+        output: Some(tmp.path().join("whole")),
+        checkpoints: Default::default(),
+        image: Some(ImageOptions {
+            image_size: 28,
+            augment: true,
+        }),
+    };
+    let device = default_device().unwrap();
+    let whole = train::<TrainingBackend>(config.clone(), &device, |_, _, _, _| {}).unwrap();
+
+    let mut resumed = config.clone();
+    resumed.output = Some(tmp.path().join("resumed"));
+    resumed.checkpoints.dir = Some(tmp.path().join("ckpt"));
+    resumed.checkpoints.every = Some(2);
+    let crashing = resumed.clone();
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train::<TrainingBackend>(crashing, &device, |step, _, _, _| {
+            assert!(step < 3, "simulated crash after step {step}");
+        })
+    }));
+    assert!(crashed.is_err(), "the run should have crashed at step 3");
+    resumed.checkpoints.resume = true;
+    let mut steps_seen = Vec::new();
+    let report =
+        train::<TrainingBackend>(resumed, &device, |step, _, _, _| steps_seen.push(step)).unwrap();
+    assert_eq!(
+        steps_seen,
+        (3..=10).collect::<Vec<_>>(),
+        "resumed after step 2"
+    );
+    assert_eq!(report.loss_curve, whole.loss_curve);
+    assert_eq!(report.trained_units_per_step, whole.trained_units_per_step);
+    let metrics = |r: &slimfit_trainer::train::TrainReport| {
+        r.dev_metrics
+            .iter()
+            .map(|m| m.metrics["accuracy"])
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(metrics(&report), metrics(&whole));
+    let weights = |name: &str| std::fs::read(tmp.path().join(name).join("model.safetensors"));
+    assert!(weights("resumed").unwrap() == weights("whole").unwrap());
 }

@@ -68,6 +68,7 @@ fn trains_on_a_small_balanced_spam_subset() {
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget: MemoryBudget::Off,
         output: None,
+        checkpoints: Default::default(),
         image: None,
     };
     let report =
@@ -283,6 +284,7 @@ fn memory_budget_bounds_the_measured_peak_of_a_real_run() {
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget,
         output: None,
+        checkpoints: Default::default(),
         image: None,
     };
     let device = default_device().unwrap();

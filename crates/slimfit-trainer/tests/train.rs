@@ -101,6 +101,7 @@ fn config(data_dir: &Path, policy: PolicyKind, variant: Variant) -> TrainConfig 
         optimizer_state: OptimizerStatePolicy::Keep,
         memory_budget: MemoryBudget::Off,
         output: None,
+        checkpoints: Default::default(),
         image: None,
     }
 }

@@ -42,6 +42,11 @@ impl Rng {
         Rng { state: seed }
     }
 
+    /// The generator's state: `Rng::new(rng.state())` continues where `rng` is.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);

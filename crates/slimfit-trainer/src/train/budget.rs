@@ -1,6 +1,7 @@
 //! Budget mode: the memory target resolved against the accountant's plans before the first
 //! step, and each step's trainable set shed or refilled to fit it.
 
+use serde::{Deserialize, Serialize};
 use slimfit_memory::Bytes;
 use slimfit_scheduler::FreezeRate;
 
@@ -21,6 +22,7 @@ fn fit_budget(
     shape: slimfit_memory::EncoderShape,
     seq: usize,
     live_with_model: Bytes,
+    saved: Option<&BudgetProgress>,
 ) -> Result<(BudgetReport, slimfit_memory::PlanRequest), TrainError> {
     let invalid =
         |e: slimfit_memory::PlanError| TrainError::Invalid(format!("--memory-budget: {e}"));
@@ -45,7 +47,10 @@ fn fit_budget(
     .map_err(invalid)?
     .categories
     .parameters;
-    let runtime_overhead = Bytes(live_with_model.0.saturating_sub(weights.0));
+    // A resumed run keeps the overhead it was fitted with: the same budget, the same k.
+    let runtime_overhead = saved.map_or(Bytes(live_with_model.0.saturating_sub(weights.0)), |s| {
+        s.runtime_overhead
+    });
     request.runtime_overhead = runtime_overhead;
     let planned = planned_peaks(&request).map_err(invalid)?;
     let budget = config
@@ -81,6 +86,39 @@ fn fit_budget(
     ))
 }
 
+/// What budget mode carries from step to step, for a resumable checkpoint: the overhead
+/// it was fitted with and the running counts and corrections of its report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct BudgetProgress {
+    runtime_overhead: Bytes,
+    shed_unit_steps: usize,
+    refilled_unit_steps: usize,
+    predicted_step_peaks: Vec<Bytes>,
+    largest_underestimate: Bytes,
+}
+
+impl BudgetState {
+    /// The state a resumable checkpoint keeps.
+    pub(super) fn progress(&self) -> BudgetProgress {
+        let r = &self.report;
+        BudgetProgress {
+            runtime_overhead: r.runtime_overhead,
+            shed_unit_steps: r.shed_unit_steps,
+            refilled_unit_steps: r.refilled_unit_steps,
+            predicted_step_peaks: r.predicted_step_peaks.clone(),
+            largest_underestimate: r.largest_underestimate,
+        }
+    }
+
+    fn continue_from(&mut self, saved: &BudgetProgress) {
+        let r = &mut self.report;
+        r.shed_unit_steps = saved.shed_unit_steps;
+        r.refilled_unit_steps = saved.refilled_unit_steps;
+        r.predicted_step_peaks = saved.predicted_step_peaks.clone();
+        r.largest_underestimate = saved.largest_underestimate;
+    }
+}
+
 /// Budget mode's state during a run: what was fitted, and the request that checks each
 /// step's actual trainable set.
 pub(super) struct BudgetState {
@@ -102,6 +140,7 @@ const UNMEASURED_REFILL_MARGIN: f64 = 0.03;
 
 /// The freezing rate over the candidates: `rate` as given, or in budget mode the rate that
 /// trains as many units as the accountant fits in the budget (`shape` is built only then).
+/// A resumed run passes the `saved` progress of its checkpoint and continues it.
 pub(super) fn budget_setting(
     config: &TrainConfig,
     shape: impl FnOnce() -> slimfit_memory::EncoderShape,
@@ -109,11 +148,12 @@ pub(super) fn budget_setting(
     live_with_model: Bytes,
     candidates: &[bool],
     rate: FreezeRate,
+    saved: Option<&BudgetProgress>,
 ) -> Result<(FreezeRate, Option<BudgetState>), TrainError> {
     if !config.memory_budget.is_on() {
         return Ok((rate, None));
     }
-    let (report, request) = fit_budget(config, shape(), seq, live_with_model)?;
+    let (report, request) = fit_budget(config, shape(), seq, live_with_model, saved)?;
     let budget = report.budget;
     tracing::info!("{}", report.origin);
     // k trainable of t units; units outside the candidates always train.
@@ -133,14 +173,15 @@ pub(super) fn budget_setting(
         report.predicted_worst_case_peak
     );
     let refill = (config.policy == PolicyKind::Ils).then(|| candidates.to_vec());
-    Ok((
-        rate,
-        Some(BudgetState {
-            report,
-            request,
-            refill,
-        }),
-    ))
+    let mut state = BudgetState {
+        report,
+        request,
+        refill,
+    };
+    if let Some(saved) = saved {
+        state.continue_from(saved);
+    }
+    Ok((rate, Some(state)))
 }
 
 /// Budget mode, every step: freezes the costliest of this step's trainable units while the

@@ -156,6 +156,9 @@ pub struct TrainConfig {
     /// Save the fine-tuned model here, as a Hugging Face checkpoint directory that `model`
     /// accepts ([`save_bert_classifier`], [`save_vit_classifier`]).
     pub output: Option<PathBuf>,
+    /// Resumable checkpoints: how often, where, and whether to continue from one.
+    #[serde(default, skip_serializing_if = "Checkpointing::is_off")]
+    pub checkpoints: Checkpointing,
     /// Image tasks: the input pipeline (`None`: [`ImageOptions::default`]); absent from
     /// text tasks' reports.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -185,6 +188,7 @@ impl TrainConfig {
                 self.head_warmup
             )));
         }
+        self.checkpoints.validate()?;
         if self.activation_checkpointing && self.task.is_image() {
             return Err(TrainError::Invalid(
                 "--activation-checkpointing recomputes BERT layers (text tasks) only".into(),
@@ -213,6 +217,41 @@ impl TrainConfig {
                 "--warmup {}: the warm-up fraction must lie in [0, 1]",
                 self.warmup
             )));
+        }
+        Ok(())
+    }
+}
+
+/// Resumable checkpoints ([`super::resume`]): every `every` optimizer steps the whole
+/// training state is written to `dir`, replacing the previous one; with `resume` the run
+/// continues from the checkpoint in `dir` (when there is one) with the same results as if it
+/// had never stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Checkpointing {
+    /// Write a checkpoint every N optimizer steps (and after the last); `None`: never.
+    pub every: Option<usize>,
+    /// The checkpoint directory.
+    pub dir: Option<PathBuf>,
+    /// Continue from the checkpoint in `dir`, if one is there.
+    pub resume: bool,
+}
+
+impl Checkpointing {
+    /// Neither writing nor reading checkpoints.
+    pub fn is_off(&self) -> bool {
+        self.every.is_none() && !self.resume
+    }
+
+    fn validate(&self) -> Result<(), TrainError> {
+        if self.every == Some(0) {
+            return Err(TrainError::Invalid(
+                "--checkpoint-every must be at least 1 step".into(),
+            ));
+        }
+        if !self.is_off() && self.dir.is_none() {
+            return Err(TrainError::Invalid(
+                "--checkpoint-every and --resume need --checkpoint-dir".into(),
+            ));
         }
         Ok(())
     }

@@ -17,10 +17,12 @@ use slimfit_models::{
 };
 use slimfit_scheduler::FreezeRate;
 
-use super::budget::{budget_setting, fit_step};
+use super::budget::budget_setting;
 use super::config::TrainConfig;
+use super::recompute::segment_seed;
 use super::report::report_of;
-use super::run_loop::{StepContext, Workload, run_slimfit};
+use super::resume::Checkpoints;
+use super::run_loop::{Workload, run_slimfit};
 use super::schedule::{candidates, schedule_of};
 use super::{TrainError, TrainReport, measured_peak};
 use crate::task::ImageTask;
@@ -34,6 +36,7 @@ pub(super) fn train_images<B>(
     rate: FreezeRate,
     formula: ScoreFormula,
     device: &B::Device,
+    checkpoints: Option<&Checkpoints>,
     progress: &mut impl FnMut(usize, usize, f32, usize),
 ) -> Result<TrainReport, TrainError>
 where
@@ -74,6 +77,9 @@ where
     model.vit = model
         .vit
         .with_compression(CompressionConfig::uniform(config.compression));
+    if let Some(c) = checkpoints {
+        model = c.load_model(model, device)?;
+    }
     let units = model.units();
     let candidates = candidates(&units, config.task);
     let tokens = crate::measure::vit_tokens(options.image_size, model_config.patch_size);
@@ -85,6 +91,9 @@ where
         counting::live(),
         &candidates,
         rate,
+        checkpoints
+            .and_then(Checkpoints::resumed)
+            .and_then(|s| s.budget.as_ref()),
     )?;
     let schedule = schedule_of(config, rate, &units, candidates, formula)?;
     tracing::info!(
@@ -113,13 +122,19 @@ where
         rng: Rng::new(config.seed),
         batch: config.batch,
         seed: config.seed,
+        passes: 0,
         ce: CrossEntropyLossConfig::new().init(device),
         device: device.clone(),
     };
-    let fit = |trainable: &mut [bool], context: StepContext<'_>| {
-        fit_step(&mut budget, trainable, context)
-    };
-    let (outcome, model) = run_slimfit(&mut workload, model, &units, schedule, fit, progress)?;
+    let (outcome, model) = run_slimfit(
+        &mut workload,
+        model,
+        &units,
+        schedule,
+        &mut budget,
+        checkpoints,
+        progress,
+    )?;
     let budget = budget.map(|b| b.report);
     let mut report = report_of(config, data.dir, &units, outcome, sizes, budget);
     report.peak_bytes = measured_peak();
@@ -140,6 +155,8 @@ pub struct ImageWorkload<B: AutodiffBackend> {
     rng: Rng,
     batch: usize,
     seed: u64,
+    /// Forward passes so far (each reseeds the backend's generator from it).
+    passes: u64,
     ce: CrossEntropyLoss<B>,
     device: B::Device,
 }
@@ -178,11 +195,34 @@ where
             .batch(&self.train, batch, &mut self.rng)?;
         let labels: Vec<i64> = images.labels.iter().map(|&l| l as i64).collect();
         let n = labels.len();
+        // Dropout, where a checkpoint has any, depends on the seed and the pass only: a
+        // resumed run draws the same masks.
+        B::seed(&self.device, segment_seed(self.seed, self.passes, 0));
+        self.passes += 1;
         let logits = model.forward(pixels::<B>(images, &self.device));
         Ok(self.ce.forward(
             logits,
             Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [n]), &self.device),
         ))
+    }
+
+    /// The augmentation generator and the forward passes so far.
+    fn state(&self) -> Vec<u64> {
+        vec![self.rng.state(), self.passes]
+    }
+
+    fn restore(&mut self, state: &[u64]) -> Result<(), TrainError> {
+        match state {
+            [rng, passes] => {
+                self.rng = Rng::new(*rng);
+                self.passes = *passes;
+                Ok(())
+            }
+            _ => Err(TrainError::Checkpoint(format!(
+                "holds {} image-workload values, not 2",
+                state.len()
+            ))),
+        }
     }
 
     fn evaluate(

@@ -37,6 +37,7 @@ mod lora;
 mod params;
 mod recompute;
 pub mod report;
+mod resume;
 pub mod run_loop;
 pub mod schedule;
 mod text;
@@ -46,11 +47,12 @@ use text::train_text;
 
 pub use crate::memory_target::{BudgetOrigin, MemoryBudget, PlannedPeaks, planned_peaks};
 pub use config::{
-    DEFAULT_IMAGE_SIZE, ImageOptions, LisaOptions, PolicyKind, TrainConfig, Variant, task_defaults,
+    Checkpointing, DEFAULT_IMAGE_SIZE, ImageOptions, LisaOptions, PolicyKind, TrainConfig, Variant,
+    task_defaults,
 };
 pub use images::ImageWorkload;
 pub use report::{BudgetReport, EpochMetrics, TrainReport};
-pub use run_loop::{LoopOutcome, StepContext, Workload, run_slimfit, step_gradients};
+pub use run_loop::{LoopOutcome, StepContext, Workload, step_gradients};
 pub use schedule::{Schedule, decays};
 pub use text::TextWorkload;
 
@@ -89,6 +91,9 @@ pub enum TrainError {
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// Writing or reading a resumable checkpoint failed.
+    #[error("resumable checkpoint {0}")]
+    Checkpoint(String),
 }
 
 /// Fine-tunes and evaluates; `progress` is called after every step with
@@ -109,15 +114,22 @@ where
     let rate =
         FreezeRate::new(config.freeze_rate).map_err(|e| TrainError::Invalid(e.to_string()))?;
     let formula: ScoreFormula = config.score.parse().map_err(TrainError::Invalid)?;
+    let checkpoints = resume::Checkpoints::open(&config)?;
+    let c = checkpoints.as_ref();
     let mut report = match config.task {
         Task::Image(task) => {
-            train_images::<B>(&config, task, rate, formula, device, &mut progress)?
+            train_images::<B>(&config, task, rate, formula, device, c, &mut progress)?
         }
         Task::Glue(_) | Task::SpamAssassin => {
-            train_text::<B>(&config, rate, formula, device, &mut progress)?
+            train_text::<B>(&config, rate, formula, device, c, &mut progress)?
         }
     };
     report.wall_seconds = start.elapsed().as_secs_f64();
+    if let Some(c) = c {
+        // A resumed run reports the whole run: every process's time and the highest peak.
+        report.wall_seconds = c.elapsed_seconds();
+        report.peak_bytes = c.whole_run_peak(report.peak_bytes);
+    }
     Ok(report)
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use slimfit_memory::Bytes;
 use slimfit_models::Unit;
 
@@ -12,7 +12,7 @@ use super::run_loop::LoopOutcome;
 use crate::memory_target::BudgetOrigin;
 
 /// Dev metrics after one epoch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpochMetrics {
     /// 1-based epoch.
     pub epoch: usize,

@@ -7,13 +7,16 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
+use serde::{Deserialize, Serialize};
 use slimfit_memory::{Bytes, counting};
 use slimfit_models::{HasUnits, Unit, UnitKind};
 
 use super::TrainError;
+use super::budget::{BudgetState, fit_step};
 use super::measured_peak;
 use super::params::{Decay, first_non_finite, snapshot};
 use super::report::EpochMetrics;
+use super::resume::{Checkpoints, ResumeState};
 use super::schedule::{Schedule, decays, learning_rate};
 use crate::measure::OptimizerStatePolicy;
 
@@ -56,6 +59,25 @@ pub trait Workload<B: AutodiffBackend> {
         None
     }
 
+    /// The workload's own state (random generators, pass counters), for a resumable
+    /// checkpoint: a workload restored from it ([`Workload::restore`]) draws the same
+    /// batches, augmentations and dropout masks from then on.
+    fn state(&self) -> Vec<u64> {
+        Vec::new()
+    }
+
+    /// Continues from a [`Workload::state`] of the same workload.
+    fn restore(&mut self, state: &[u64]) -> Result<(), TrainError> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(TrainError::Checkpoint(format!(
+                "holds {} workload values this workload has no use for",
+                state.len()
+            )))
+        }
+    }
+
     /// Dev metrics (name → value, ×100) of the model without autodiff.
     fn evaluate(
         &self,
@@ -76,7 +98,7 @@ pub struct StepContext<'a> {
 }
 
 /// What [`run_slimfit`] records.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LoopOutcome {
     /// Dev metrics after each epoch.
     pub dev_metrics: Vec<EpochMetrics>,
@@ -149,23 +171,28 @@ where
 
 /// SlimFit's training loop over any [`Workload`]; returns what it recorded and the trained
 /// model. Per optimizer step ([`LoopState`]): the policy picks the trainable units from the
-/// scores and `fit` may change the set to fit a memory budget (it gets the scores, except
-/// during the head warm-up); frozen units' Adam moments are dropped when asked; the model
-/// is switched to that set; the gradients of the step's `grad_accum` micro-batches are
-/// computed ([`step_gradients`]); weight decay and AdamW update the trained units (with
-/// `lr` decayed linearly over the optimizer steps); and the scores of the trained units are
-/// updated from their values before and after the step. The dev set is evaluated after
-/// every epoch.
+/// scores and budget mode ([`fit_step`]) may change the set to fit its budget (it gets the
+/// scores, except during the head warm-up); frozen units' Adam moments are dropped when
+/// asked; the model is switched to that set; the gradients of the step's `grad_accum`
+/// micro-batches are computed ([`step_gradients`]); weight decay and AdamW update the
+/// trained units (with `lr` decayed linearly over the optimizer steps); and the scores of
+/// the trained units are updated from their values before and after the step. The dev set
+/// is evaluated after every epoch.
+///
+/// With `checkpoints`, the whole state is written every N steps (after the epoch's
+/// evaluation when the step ends an epoch), and a resumed run starts at the step after its
+/// checkpoint with the state it held: it ends as the uninterrupted run would.
 ///
 /// A step whose loss is NaN or infinite, or whose update leaves a trained unit with a NaN or
 /// infinite value, stops the run with [`TrainError::Diverged`] naming the step (and the
 /// unit): a diverged model is never returned.
-pub fn run_slimfit<B, W>(
+pub(super) fn run_slimfit<B, W>(
     workload: &mut W,
     mut model: W::Model,
     units: &[Unit],
     mut schedule: Schedule,
-    mut fit: impl FnMut(&mut [bool], StepContext<'_>) -> Result<(), TrainError>,
+    budget: &mut Option<BudgetState>,
+    checkpoints: Option<&Checkpoints>,
     progress: &mut impl FnMut(usize, usize, f32, usize),
 ) -> Result<(LoopOutcome, W::Model), TrainError>
 where
@@ -173,15 +200,25 @@ where
     W: Workload<B>,
 {
     let accum = schedule.grad_accum.max(1);
+    let per_epoch = workload.batches_per_epoch().div_ceil(accum);
     let total_steps = total_steps(workload.batches_per_epoch(), accum, schedule.epochs)?;
     let mut state = LoopState::<B, W::Model>::new(units, &schedule, total_steps);
-    for epoch in 0..schedule.epochs {
-        for micro_batches in workload.epoch_batches(epoch).chunks(accum) {
+    if let Some(saved) = checkpoints.and_then(Checkpoints::resumed) {
+        let c = checkpoints.expect("resumed from checkpoints");
+        state.resume(c, saved, &mut schedule, workload, &model)?;
+    }
+    for epoch in state.step / per_epoch.max(1)..schedule.epochs {
+        let done_in_epoch = state.step - epoch * per_epoch;
+        for micro_batches in workload
+            .epoch_batches(epoch)
+            .chunks(accum)
+            .skip(done_in_epoch)
+        {
             let tokens = micro_batches
                 .iter()
                 .filter_map(|batch| workload.tokens(batch))
                 .max();
-            let trainable = state.choose(&mut schedule, tokens, &mut fit)?;
+            let trainable = state.choose(&mut schedule, tokens, budget)?;
             state.drop_frozen_moments(&schedule, &trainable);
             model = if schedule.whole_modules {
                 model.with_trainable_modules(units, &trainable)
@@ -197,6 +234,9 @@ where
             state.score(&mut schedule, &model, &wanted, before);
             let frozen = state.record(trainable, loss);
             progress(state.step, total_steps, loss, frozen);
+            if state.step % per_epoch != 0 {
+                state.checkpoint(checkpoints, &schedule, workload, budget, &model)?;
+            }
         }
         let metrics = workload.evaluate(&model.valid())?;
         tracing::info!("epoch {}: {:?}", epoch + 1, metrics);
@@ -204,6 +244,7 @@ where
             epoch: epoch + 1,
             metrics,
         });
+        state.checkpoint(checkpoints, &schedule, workload, budget, &model)?;
     }
     Ok((state.outcome, model))
 }
@@ -241,6 +282,8 @@ struct LoopState<'u, B: AutodiffBackend, M: AutodiffModule<B>> {
     measuring: bool,
     /// Whether the policy reads scores: only then are trained units copied to score them.
     scoring: bool,
+    /// The measured window a resumed run's first step takes as its last step's.
+    resumed_window: Option<Bytes>,
     _model: std::marker::PhantomData<(B, M)>,
 }
 
@@ -286,6 +329,7 @@ where
             head_warmup_steps: (schedule.head_warmup * total_steps as f64).round() as usize,
             measuring: measured_peak().is_some(),
             scoring,
+            resumed_window: None,
             _model: std::marker::PhantomData,
         }
     }
@@ -296,7 +340,7 @@ where
         &mut self,
         schedule: &mut Schedule,
         tokens: Option<usize>,
-        fit: &mut impl FnMut(&mut [bool], StepContext<'_>) -> Result<(), TrainError>,
+        budget: &mut Option<BudgetState>,
     ) -> Result<Vec<bool>, TrainError> {
         let warming = self.step < self.head_warmup_steps;
         let mut trainable = if warming {
@@ -311,12 +355,18 @@ where
                 .policy
                 .trainable(self.step - self.head_warmup_steps, schedule.scores.scores())
         };
+        // The first step after a resume sees the window its checkpoint measured, not this
+        // process's start-up.
+        let window = self
+            .resumed_window
+            .take()
+            .unwrap_or_else(counting::window_peak);
         let context = StepContext {
             scores: (!warming).then(|| schedule.scores.scores()),
-            last_peak: (self.measuring && self.step > 0).then(counting::window_peak),
+            last_peak: (self.measuring && self.step > 0).then_some(window),
             tokens,
         };
-        fit(&mut trainable, context)?;
+        fit_step(budget, &mut trainable, context)?;
         counting::reset_window();
         Ok(trainable)
     }
@@ -456,6 +506,87 @@ where
         self.trained_last = trainable;
         self.step += 1;
         frozen
+    }
+}
+
+impl<B, M> LoopState<'_, B, M>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + HasUnits<B>,
+{
+    /// Continues from a checkpoint: its optimizer moments, scores, policy and workload
+    /// state, the set trained last, and what was recorded (the weights were loaded with
+    /// the model, [`Checkpoints::load_model`]).
+    fn resume<W: Workload<B, Model = M>>(
+        &mut self,
+        checkpoints: &Checkpoints,
+        saved: &ResumeState,
+        schedule: &mut Schedule,
+        workload: &mut W,
+        model: &M,
+    ) -> Result<(), TrainError> {
+        let t = self.units.len();
+        if saved.total_steps != self.total_steps || saved.trained_last.len() != t {
+            return Err(TrainError::Checkpoint(format!(
+                "holds a run of {} steps over {} units; this one has {} over {t}",
+                saved.total_steps,
+                saved.trained_last.len(),
+                self.total_steps
+            )));
+        }
+        let bad = |what: &str, e: String| TrainError::Checkpoint(format!("{what}: {e}"));
+        let device = model
+            .devices()
+            .into_iter()
+            .next()
+            .ok_or_else(|| bad("the model", "has no device".into()))?;
+        let record = checkpoints.load_optimizer::<B, M>(&device)?;
+        let optim = std::mem::replace(&mut self.optim, adamw());
+        self.optim = optim.load_record(record);
+        schedule
+            .scores
+            .restore(&saved.scores)
+            .map_err(|e| bad("scores", e.to_string()))?;
+        schedule
+            .policy
+            .restore(&saved.policy)
+            .map_err(|e| bad("policy", e))?;
+        workload.restore(&saved.workload)?;
+        self.trained_last = saved.trained_last.clone();
+        self.outcome = saved.outcome.clone();
+        self.step = saved.step;
+        self.resumed_window = saved.window_peak;
+        Ok(())
+    }
+
+    /// Writes a resumable checkpoint when one is due after this step.
+    fn checkpoint<W: Workload<B, Model = M>>(
+        &self,
+        checkpoints: Option<&Checkpoints>,
+        schedule: &Schedule,
+        workload: &W,
+        budget: &Option<BudgetState>,
+        model: &M,
+    ) -> Result<(), TrainError> {
+        let Some(c) = checkpoints.filter(|c| c.due(self.step, self.total_steps)) else {
+            return Ok(());
+        };
+        let state = ResumeState {
+            format: super::resume::FORMAT,
+            run: c.run().clone(),
+            step: self.step,
+            total_steps: self.total_steps,
+            scores: schedule.scores.scores().to_vec(),
+            policy: schedule.policy.state(),
+            workload: workload.state(),
+            trained_last: self.trained_last.clone(),
+            outcome: self.outcome.clone(),
+            budget: budget.as_ref().map(BudgetState::progress),
+            peak: super::measured_peak(),
+            window_peak: self.measuring.then(counting::window_peak),
+            elapsed_seconds: c.elapsed_seconds(),
+        };
+        c.save(&state, model, &self.optim)
     }
 }
 

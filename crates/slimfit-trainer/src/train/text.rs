@@ -17,11 +17,12 @@ use slimfit_models::{
 };
 use slimfit_scheduler::FreezeRate;
 
-use super::budget::{budget_setting, fit_step};
+use super::budget::budget_setting;
 use super::config::{PolicyKind, TrainConfig};
 use super::recompute::{checkpointed_backward, segment_seed};
 use super::report::report_of;
-use super::run_loop::{StepContext, Workload, plain_backward, run_slimfit};
+use super::resume::Checkpoints;
+use super::run_loop::{Workload, plain_backward, run_slimfit};
 use super::schedule::{candidates, schedule_of};
 use super::{TrainError, TrainReport, measured_peak};
 use crate::encode::{batch_to_input, check_pairs, check_tokenizer};
@@ -50,6 +51,7 @@ pub(super) fn train_text<B>(
     rate: FreezeRate,
     formula: ScoreFormula,
     device: &B::Device,
+    checkpoints: Option<&Checkpoints>,
     progress: &mut impl FnMut(usize, usize, f32, usize),
 ) -> Result<TrainReport, TrainError>
 where
@@ -113,6 +115,9 @@ where
         let lora = config.lora.clone().unwrap_or_default();
         model.bert = super::lora::attach(model.bert, &lora)?;
     }
+    if let Some(c) = checkpoints {
+        model = c.load_model(model, device)?;
+    }
 
     let units = model.units();
     // STS-B: the regression head always trains (SLIMFIT.md §3).
@@ -133,6 +138,9 @@ where
         counting::live(),
         &candidates,
         rate,
+        checkpoints
+            .and_then(Checkpoints::resumed)
+            .and_then(|s| s.budget.as_ref()),
     )?;
     let schedule = schedule_of(config, rate, &units, candidates, formula)?;
     let sizes = (train_set.rows.len(), dev_set.rows.len(), longest);
@@ -150,10 +158,15 @@ where
         ce: CrossEntropyLossConfig::new().init(device),
         device: device.clone(),
     };
-    let fit = |trainable: &mut [bool], context: StepContext<'_>| {
-        fit_step(&mut budget, trainable, context)
-    };
-    let (outcome, model) = run_slimfit(&mut workload, model, &units, schedule, fit, progress)?;
+    let (outcome, model) = run_slimfit(
+        &mut workload,
+        model,
+        &units,
+        schedule,
+        &mut budget,
+        checkpoints,
+        progress,
+    )?;
     let budget = budget.map(|b| b.report);
     let mut report = report_of(config, data_dir, &units, outcome, sizes, budget);
     report.peak_bytes = measured_peak();
@@ -244,6 +257,24 @@ where
             &mut reseed,
             grads,
         ))
+    }
+
+    /// The forward passes so far: dropout's only state ([`TextWorkload::reseeder`]).
+    fn state(&self) -> Vec<u64> {
+        vec![self.passes]
+    }
+
+    fn restore(&mut self, state: &[u64]) -> Result<(), TrainError> {
+        match state {
+            [passes] => {
+                self.passes = *passes;
+                Ok(())
+            }
+            _ => Err(TrainError::Checkpoint(format!(
+                "holds {} text-workload values, not 1",
+                state.len()
+            ))),
+        }
     }
 
     fn evaluate(
