@@ -6,7 +6,10 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::utils::truncation::truncate_encodings;
+use tokenizers::{
+    Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
 /// Smallest `max_len` that leaves room for one token of each sentence of a pair beside
 /// `[CLS]` and two `[SEP]`.
@@ -59,6 +62,9 @@ pub struct Encoded {
 #[derive(Clone)]
 pub struct WordPieceTokenizer {
     inner: Tokenizer,
+    /// `inner` without truncation: each sentence of a pair is encoded whole with it, then
+    /// truncated ([`WordPieceTokenizer::encode`]).
+    untruncated: Tokenizer,
     max_len: usize,
     pad_id: u32,
 }
@@ -146,6 +152,14 @@ impl WordPieceTokenizer {
         if max_len < MIN_MAX_LEN {
             return Err(TokenizerError::MaxLen { max_len });
         }
+        let mut untruncated = inner.clone();
+        untruncated
+            .with_truncation(None)
+            .map_err(|e| TokenizerError::Load {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        untruncated.with_padding(None);
         inner
             .with_truncation(Some(TruncationParams {
                 max_length: max_len,
@@ -161,6 +175,7 @@ impl WordPieceTokenizer {
         let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
         Ok(Self {
             inner,
+            untruncated,
             max_len,
             pad_id,
         })
@@ -169,7 +184,7 @@ impl WordPieceTokenizer {
     /// Encodes one sentence, or a sentence pair when `pair` is given.
     pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded, TokenizerError> {
         let result = match pair {
-            Some(b) => self.inner.encode((text, b), true),
+            Some(b) => self.encode_pair(text, b),
             None => self.inner.encode(text, true),
         };
         let encoding = result.map_err(|e| TokenizerError::Encode {
@@ -180,6 +195,33 @@ impl WordPieceTokenizer {
             input_ids: encoding.get_ids().to_vec(),
             token_type_ids: encoding.get_type_ids().to_vec(),
         })
+    }
+
+    /// A sentence pair, as `tokenizers` encodes it (each sentence alone, longest-first
+    /// truncation, then `[CLS] a [SEP] b [SEP]`) but in time linear in the input: its own
+    /// pair path combines every overflowing piece of one sentence with every piece of the
+    /// other (38 s for a pair of 20 000-word sentences). The pieces are dropped here before
+    /// the two are joined; the ids and type ids are the same (tested).
+    fn encode_pair(&self, a: &str, b: &str) -> tokenizers::Result<Encoding> {
+        let first = self.untruncated.encode(a, false)?;
+        let mut second = self.untruncated.encode(b, false)?;
+        second.set_type_ids(vec![1; second.len()]);
+        second.set_sequence_id(1);
+        let added = self
+            .inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true));
+        let params = TruncationParams {
+            max_length: self.max_len.saturating_sub(added),
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        };
+        let (mut first, second) = truncate_encodings(first, Some(second), &params)?;
+        let mut second = second.expect("a pair stays a pair");
+        first.take_overflowing();
+        second.take_overflowing();
+        self.inner.post_process(first, Some(second), true)
     }
 
     /// The id used for padding (`[PAD]`).
@@ -206,4 +248,117 @@ fn lowercase_setting(dir: &Path) -> bool {
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
         .and_then(|v| v.get("do_lower_case").and_then(|b| b.as_bool()))
         .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORDS: [&str; 14] = [
+        "the",
+        "man",
+        "is",
+        "playing",
+        "guitar",
+        "music",
+        "someone",
+        "plays",
+        ".",
+        ",",
+        "!",
+        "zyzzyva",
+        "unknownish",
+        "a",
+    ];
+
+    fn tokenizer(max_len: usize) -> (tempfile::TempDir, WordPieceTokenizer) {
+        let dir = tempfile::tempdir().unwrap();
+        let vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\nman\nis\nplay\n##ing\n##s\n\
+                     guitar\nmusic\nsome\n##one\n.\n,\n!\na\n";
+        std::fs::write(dir.path().join("vocab.txt"), vocab).unwrap();
+        let t = WordPieceTokenizer::from_vocab(dir.path().join("vocab.txt"), true, max_len);
+        (dir, t.unwrap())
+    }
+
+    /// A sentence of `n` words drawn from [`WORDS`] by `state`.
+    fn sentence(n: usize, state: &mut u64) -> String {
+        (0..n)
+            .map(|_| {
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                WORDS[(*state % WORDS.len() as u64) as usize]
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn pairs_encode_as_the_tokenizers_pair_path_does() {
+        let mut state = 0x2545_f491_4f6c_dd1d;
+        for max_len in [5, 6, 16, 17, 64] {
+            let (_dir, t) = tokenizer(max_len);
+            for _ in 0..150 {
+                let (na, nb) = ((state % 40) as usize, ((state >> 8) % 40) as usize);
+                let (a, b) = (sentence(na, &mut state), sentence(nb, &mut state));
+                let ours = t.encode(&a, Some(&b)).unwrap();
+                let reference = t.inner.encode((a.as_str(), b.as_str()), true).unwrap();
+                assert_eq!(
+                    ours.input_ids,
+                    reference.get_ids(),
+                    "{max_len}: {a:?} / {b:?}"
+                );
+                assert_eq!(
+                    ours.token_type_ids,
+                    reference.get_type_ids(),
+                    "{a:?} / {b:?}"
+                );
+            }
+        }
+    }
+
+    /// MiniLM's `tokenizer.json` (a template post-processor), where the cache has it.
+    #[test]
+    fn pairs_encode_as_the_pair_path_with_minilms_tokenizer_json() {
+        let dir = crate::assets::MINILM_L6_V2.cache_dir();
+        if !dir.join("tokenizer.json").is_file() {
+            eprintln!("SKIPPED: {} has no tokenizer.json", dir.display());
+            return;
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15;
+        for max_len in [7, 128] {
+            let t = WordPieceTokenizer::from_dir(&dir, max_len).unwrap();
+            for _ in 0..100 {
+                let (na, nb) = ((state % 90) as usize, ((state >> 8) % 90) as usize);
+                let (a, b) = (sentence(na, &mut state), sentence(nb, &mut state));
+                let ours = t.encode(&a, Some(&b)).unwrap();
+                let reference = t.inner.encode((a.as_str(), b.as_str()), true).unwrap();
+                assert_eq!(
+                    ours.input_ids,
+                    reference.get_ids(),
+                    "{max_len}: {a:?} / {b:?}"
+                );
+                assert_eq!(
+                    ours.token_type_ids,
+                    reference.get_type_ids(),
+                    "{a:?} / {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_very_long_pair_is_truncated_to_max_len() {
+        // 20 000 words each: minutes through the tokenizers pair path, a fraction of a
+        // second here (docs/BENCHMARKS.md).
+        let (_dir, t) = tokenizer(128);
+        let mut state = 7;
+        let (a, b) = (sentence(20_000, &mut state), sentence(20_000, &mut state));
+        let e = t.encode(&a, Some(&b)).unwrap();
+        assert_eq!(e.input_ids.len(), 128);
+        // Both sentences are longer than the 125 tokens left: 62 and 63 tokens, the longer
+        // sentence keeping the odd one; the second's [SEP] is type 1 too.
+        let second = e.token_type_ids.iter().filter(|&&x| x == 1).count();
+        assert!(second == 63 || second == 64, "{second}");
+    }
 }
