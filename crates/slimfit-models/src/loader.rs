@@ -76,6 +76,20 @@ pub enum LoadError {
         /// The flat index of the first.
         first: usize,
     },
+    /// The checkpoint has encoder layers the configuration leaves out.
+    #[error(
+        "checkpoint {path} has encoder layers {layers:?} beyond the {used} the config.json \
+         beside it declares (num_hidden_layers): the model would silently be a truncated one; \
+         use the config.json saved with these weights"
+    )]
+    ExtraLayers {
+        /// The file.
+        path: PathBuf,
+        /// The checkpoint's layer indices the model did not load.
+        layers: Vec<usize>,
+        /// How many layers the model loaded.
+        used: usize,
+    },
     /// The configuration file is malformed or out of range.
     #[error("invalid model config {path}: {reason}")]
     Config {
@@ -177,6 +191,13 @@ pub struct SafetensorsSource<'a, B: Backend> {
     initialised: Vec<String>,
 }
 
+/// The encoder layer a tensor belongs to (`…encoder.layer.<i>.…`), if any.
+fn layer_of(name: &str) -> Option<usize> {
+    const LAYER: &str = "encoder.layer.";
+    let at = name.find(LAYER)? + LAYER.len();
+    name[at..].split('.').next()?.parse().ok()
+}
+
 /// The prefix task models put in front of backbone tensors.
 const BACKBONE_PREFIX: &str = "bert.";
 
@@ -217,6 +238,34 @@ impl<'a, B: Backend> SafetensorsSource<'a, B> {
             .collect();
         names.sort();
         names
+    }
+
+    /// Checks that the model loaded every encoder layer the checkpoint holds (a config
+    /// with fewer layers would train or encode a truncated model without a word) and
+    /// returns the other tensors it did not use — another task's head, say — to report.
+    pub fn finish(&self) -> Result<Vec<String>, LoadError> {
+        let unused = self.unused();
+        let used_layers: BTreeSet<usize> = self.used.iter().filter_map(|n| layer_of(n)).collect();
+        let extra: BTreeSet<usize> = unused
+            .iter()
+            .filter_map(|n| layer_of(n))
+            .filter(|l| !used_layers.contains(l))
+            .collect();
+        if !extra.is_empty() {
+            return Err(LoadError::ExtraLayers {
+                path: self.path.clone(),
+                layers: extra.into_iter().collect(),
+                used: used_layers.len(),
+            });
+        }
+        if !unused.is_empty() {
+            tracing::warn!(
+                "{}: tensors the model does not use: {}",
+                self.path.display(),
+                unused.join(", ")
+            );
+        }
+        Ok(unused)
     }
 
     fn read<const D: usize>(

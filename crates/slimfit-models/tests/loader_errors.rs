@@ -336,3 +336,27 @@ fn config_errors_name_the_file_and_field() {
             .contains("hidden_dropout_prob")
     );
 }
+
+#[test]
+fn a_config_with_fewer_layers_than_the_checkpoint_is_refused_naming_the_layers_left_out() {
+    let c = tiny_config();
+    let mut tensors = bert_tensors(&c, "bert.");
+    tensors.push(("cls.predictions.bias".into(), vec![c.vocab_size]));
+    let (_dir, path) = temp_checkpoint(&tensors);
+    let device = Default::default();
+    // The config the checkpoint was saved with: only another head's tensor is unused.
+    let mut source = SafetensorsSource::<B>::open(&path, &device).unwrap();
+    BertModel::load(&mut source, &c, true).unwrap();
+    assert_eq!(source.finish().unwrap(), ["cls.predictions.bias"]);
+    // One layer in config.json, two in the weights.
+    let mut one = tiny_config();
+    one.num_hidden_layers = 1;
+    let mut source = SafetensorsSource::<B>::open(&path, &device).unwrap();
+    BertModel::load(&mut source, &one, true).unwrap();
+    let err = source.finish().unwrap_err();
+    assert!(
+        matches!(err, LoadError::ExtraLayers { ref layers, used: 1, .. } if layers == &[1]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("num_hidden_layers"), "{err}");
+}

@@ -129,10 +129,7 @@ impl<B: SlimOps> Encoder<B> {
         }
         let mut weights = checkpoint.weights::<B>(device)?;
         let model = BertModel::load(&mut weights, &config, true)?;
-        let unused = weights.unused();
-        if !unused.is_empty() {
-            tracing::warn!("checkpoint tensors not used by BertModel: {unused:?}");
-        }
+        weights.finish()?;
         let tokenizer = WordPieceTokenizer::from_dir(dir, max_len)?;
         check_tokenizer(&tokenizer, &config, dir)?;
         Ok(Self {

@@ -69,11 +69,10 @@ where
     let num_classes = data.train.classes.len();
 
     B::seed(device, config.seed);
-    let mut model = ViTForImageClassification::<B>::load(
-        &mut SafetensorsSource::open(checkpoint.weights_path(), device)?,
-        &model_config,
-        num_classes,
-    )?;
+    let mut weights = SafetensorsSource::open(checkpoint.weights_path(), device)?;
+    let mut model = ViTForImageClassification::<B>::load(&mut weights, &model_config, num_classes)?;
+    weights.finish()?;
+    drop(weights);
     model.vit = model
         .vit
         .with_compression(CompressionConfig::uniform(config.compression));

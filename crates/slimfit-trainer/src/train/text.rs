@@ -103,11 +103,10 @@ where
             num_labels: names.len(),
         },
     };
-    let mut model = BertForSequenceClassification::<B>::load(
-        &mut checkpoint.weights(device)?,
-        &model_config,
-        head,
-    )?;
+    let mut weights = checkpoint.weights(device)?;
+    let mut model = BertForSequenceClassification::<B>::load(&mut weights, &model_config, head)?;
+    weights.finish()?;
+    drop(weights);
     model.bert = model
         .bert
         .with_compression(CompressionConfig::uniform(config.compression));
