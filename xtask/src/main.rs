@@ -5,6 +5,7 @@
 //!   pip-installed torch in a private virtual environment.
 //! - `reproduce-table`: fine-tune every method on the GLUE tasks through the trainer's
 //!   library API and write the results table, its JSON and SVG figures ([`reproduce`]).
+//! - `fuzz`: run the input parsers' fuzz targets and record the run ([`fuzz`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +16,7 @@ use slimfit_data::assets::{self, MINILM_L6_V2};
 use slimfit_memory::CountingAllocator;
 
 mod figures;
+mod fuzz;
 mod reproduce;
 mod table;
 #[cfg(test)]
@@ -55,6 +57,9 @@ enum Task {
     /// Writes <out>/table.md, table.json, SVG figures, and one JSON file per finished
     /// (task, method, seed) under <out>/cells/, which a rerun reuses (resume).
     ReproduceTable(reproduce::Args),
+    /// Fuzz every input parser (slimfit-fuzz's targets) for a given time each and record
+    /// the inputs tried and the crashes in docs/results/fuzz/ (docs/FUZZING.md).
+    Fuzz(fuzz::Args),
     /// One cell of `reproduce-table --jobs N`, in a worker process of its own (internal).
     #[command(hide = true)]
     TrainCell {
@@ -85,6 +90,7 @@ fn main() -> Result<()> {
         }
         Task::ReproduceTable(args) => reproduce::run(&args),
         Task::TrainCell { job } => reproduce::run_job(&job),
+        Task::Fuzz(args) => fuzz::run(&args),
     }
 }
 
