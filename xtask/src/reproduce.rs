@@ -35,6 +35,7 @@ use slimfit_models::Compression;
 use slimfit_trainer::accountant::{Setting, compare_plans, plan_shape};
 use slimfit_trainer::backend::{self, BACKEND_NAME, TrainingBackend};
 use slimfit_trainer::measure::OptimizerStatePolicy;
+use slimfit_trainer::run_config::TrainSettings;
 use slimfit_trainer::task::{GLUE_DIR_ENV, Task, glue_dir_from_env};
 use slimfit_trainer::train::{
     Checkpointing, MemoryBudget, PolicyKind, TrainConfig, Variant, train,
@@ -349,55 +350,44 @@ impl CellSpec {
         cell_file_name(&self.profile, self.task.name(), self.method, self.seed)
     }
 
-    /// The trainer's configuration of this cell (what `slimfit-trainer train --policy …
-    /// --variant …` resolves to with these flags); `memory_budget` is the matched method's
-    /// (the paper cell's measured peak), `None` for the others.
+    /// The trainer's configuration of this cell: what `slimfit-trainer train` resolves
+    /// these flags to ([`TrainSettings::resolve`], the one owner of the defaults);
+    /// `memory_budget` is the matched method's (the paper cell's measured peak), `None` for
+    /// the others.
     pub fn train_config(
         &self,
         glue: &Path,
         model: &Path,
         memory_budget: Option<Bytes>,
-    ) -> TrainConfig {
+    ) -> Result<TrainConfig> {
         let s = &self.settings;
         let method = self.method;
-        TrainConfig {
-            task: Task::Glue(self.task),
+        let settings = TrainSettings {
+            task: Some(Task::Glue(self.task)),
             data_dir: Some(glue.to_path_buf()),
-            model: model.to_path_buf(),
-            policy: method.policy(),
-            lisa: None,
-            lora: None,
-            activation_checkpointing: false,
+            model: Some(model.to_path_buf()),
+            // The default gives no method flag: `train`'s one-run default.
+            policy: (method != Method::SlimfitDefault).then(|| method.policy()),
+            variant: (method == Method::SlimfitPaper).then_some(Variant::Paper),
+            // Full fine-tuning freezes nothing; the default and matched cells fit their rate
+            // to a memory budget.
             freeze_rate: match method {
-                Method::Full => 0.0,
-                _ => s.freeze_rate,
+                Method::SlimfitPaper | Method::StaticPrefix | Method::Random => Some(s.freeze_rate),
+                Method::Full | Method::SlimfitDefault | Method::SlimfitMatched => None,
             },
-            variant: method.variant(),
-            compression: method.compression(),
-            score: method.variant().defaults().1.to_string(),
-            epochs: s.epochs,
-            batch: s.batch,
-            grad_accum: 1,
-            head_warmup: 0.0,
-            lr: s.lr,
-            warmup: 0.0,
-            max_len: s.max_len,
-            seed: self.seed,
+            epochs: Some(s.epochs),
+            batch: Some(s.batch),
+            lr: Some(s.lr),
+            max_len: Some(s.max_len),
+            seed: Some(self.seed),
             max_train_examples: s.max_train_examples,
             max_dev_examples: s.max_dev_examples,
-            optimizer_state: match method {
-                Method::SlimfitDefault | Method::SlimfitMatched => OptimizerStatePolicy::Drop,
-                _ => OptimizerStatePolicy::Keep,
-            },
-            memory_budget: match (method, memory_budget) {
-                (Method::SlimfitDefault, _) => MemoryBudget::one_run_default(),
-                (_, Some(bytes)) => MemoryBudget::Bytes(bytes),
-                (_, None) => MemoryBudget::Off,
-            },
-            output: None,
-            checkpoints: Default::default(),
-            image: None,
-        }
+            optimizer_state: (method == Method::SlimfitMatched)
+                .then_some(OptimizerStatePolicy::Drop),
+            memory_budget: memory_budget.filter(|_| method == Method::SlimfitMatched),
+            ..TrainSettings::default()
+        };
+        Ok(settings.resolve()?)
     }
 }
 
@@ -824,7 +814,7 @@ fn train_cell(
     );
     let start = Instant::now();
     let every = |total: usize| (total / 10).max(1);
-    let mut config = spec.train_config(&ctx.glue, &ctx.model, memory_budget);
+    let mut config = spec.train_config(&ctx.glue, &ctx.model, memory_budget)?;
     let resume_dir = store.resume_dir(spec, &config);
     config.checkpoints = Checkpointing {
         every: Some(CELL_CHECKPOINT_EVERY),

@@ -16,6 +16,7 @@ pub mod measure;
 pub mod memory_target;
 pub mod model_config;
 pub mod outputs;
+pub mod resolve;
 pub mod run_config;
 pub mod task;
 pub mod train;

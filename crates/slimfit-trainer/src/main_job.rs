@@ -20,12 +20,11 @@ use slimfit_data::assets::MINILM_L6_V2;
 use slimfit_models::CompressionConfig;
 
 use crate::backend::{self, Device, TrainingBackend};
-use crate::measure::{MeasureReport, MeasureSpec, OptimizerStatePolicy, measure_step};
+use crate::measure::{MeasureReport, MeasureSpec, measure_step};
 use crate::model_config::resolve_model_config;
+use crate::run_config::TrainSettings;
 use crate::task::{Task, glue_dir_from_env};
-use crate::train::{
-    MemoryBudget, PolicyKind, TrainConfig, TrainError, TrainReport, Variant, train,
-};
+use crate::train::{PolicyKind, TrainConfig, TrainError, TrainReport, train};
 
 /// Where the main job writes its JSON report, relative to the working directory.
 pub const DEFAULT_REPORT: &str = "target/slimfit/main-job.json";
@@ -144,44 +143,29 @@ pub fn job_config(
             SPAM_MAX_LEN,
         ),
     };
-    let (freeze_rate, default_lr, batch) = task.defaults();
-    let lr = match task {
-        Task::Glue(_) => GLUE_LR,
-        Task::SpamAssassin | Task::Image(_) => default_lr,
-    };
-    let variant = Variant::Default;
-    let (compression, score) = variant.defaults();
-    Ok(TrainConfig {
-        task,
+    let (freeze_rate, _, _) = task.defaults();
+    let settings = TrainSettings {
+        task: Some(task),
         data_dir,
-        model,
-        policy: PolicyKind::Ils,
-        lisa: None,
-        lora: None,
-        activation_checkpointing: false,
-        freeze_rate,
-        variant,
-        compression,
-        score: score.into(),
-        epochs: args.epochs.unwrap_or(match task {
+        model: Some(model),
+        // A fixed rate (not the one-run default): the job shows ILS's per-step freezing.
+        policy: Some(PolicyKind::Ils),
+        freeze_rate: Some(freeze_rate),
+        lr: match task {
+            Task::Glue(_) => Some(GLUE_LR),
+            Task::SpamAssassin | Task::Image(_) => None,
+        },
+        epochs: Some(args.epochs.unwrap_or(match task {
             Task::SpamAssassin | Task::Image(_) => SPAM_EPOCHS,
             Task::Glue(_) => GLUE_EPOCHS,
-        }),
-        batch,
-        grad_accum: 1,
-        head_warmup: 0.0,
-        lr,
-        warmup: 0.0,
-        max_len: args.max_len.unwrap_or(max_len),
-        seed: SEED,
+        })),
+        max_len: Some(args.max_len.unwrap_or(max_len)),
+        seed: Some(SEED),
         max_train_examples: Some(args.max_train_examples.unwrap_or(train_cap)),
         max_dev_examples: args.max_dev_examples.or(dev_cap),
-        optimizer_state: OptimizerStatePolicy::Keep,
-        memory_budget: MemoryBudget::Off,
-        output: None,
-        checkpoints: Default::default(),
-        image: None,
-    })
+        ..TrainSettings::default()
+    };
+    Ok(settings.resolve()?)
 }
 
 /// Trains with an indicatif progress bar (steps, loss, frozen units, live peak) on stderr.
@@ -389,12 +373,24 @@ fn count(n: usize, noun: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::Variant;
     use slimfit_models::Compression;
+
+    /// A directory that passes for a checkpoint (its files are never read here).
+    fn model_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["config.json", "model.safetensors", "vocab.txt"] {
+            std::fs::write(dir.path().join(file), "").unwrap();
+        }
+        let path = dir.path().to_path_buf();
+        (dir, path)
+    }
 
     #[test]
     fn spam_by_default_sst2_with_a_glue_dir() {
         let args = MainJobArgs::default();
-        let spam = job_config(&args, None, "model".into()).unwrap();
+        let (_model, model) = model_dir();
+        let spam = job_config(&args, None, model.clone()).unwrap();
         assert_eq!(spam.task, Task::SpamAssassin);
         assert_eq!(spam.data_dir, None);
         assert_eq!(
@@ -413,14 +409,14 @@ mod tests {
         assert_eq!((spam.epochs, spam.max_len), (2, 64));
 
         let glue = tempfile::tempdir().unwrap();
-        let err = job_config(&args, Some(glue.path()), "model".into()).unwrap_err();
+        let err = job_config(&args, Some(glue.path()), model.clone()).unwrap_err();
         assert!(
             err.to_string().contains("SST-2/train.tsv is missing"),
             "{err}"
         );
         std::fs::create_dir(glue.path().join("SST-2")).unwrap();
         std::fs::write(glue.path().join("SST-2/train.tsv"), "sentence\tlabel\n").unwrap();
-        let sst = job_config(&args, Some(glue.path()), "model".into()).unwrap();
+        let sst = job_config(&args, Some(glue.path()), model.clone()).unwrap();
         assert_eq!(sst.task, Task::Glue(GlueTask::Sst2));
         assert_eq!(sst.data_dir.as_deref(), Some(glue.path()));
         assert_eq!((sst.freeze_rate, sst.lr), (0.95, 5e-4));
@@ -436,7 +432,7 @@ mod tests {
             max_len: Some(16),
             ..MainJobArgs::default()
         };
-        let small = job_config(&small, None, "model".into()).unwrap();
+        let small = job_config(&small, None, model.clone()).unwrap();
         assert_eq!(
             (small.max_train_examples, small.max_dev_examples),
             (Some(32), Some(16))

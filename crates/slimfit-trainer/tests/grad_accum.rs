@@ -20,9 +20,9 @@ use slimfit_models::{
 };
 use slimfit_trainer::backend::{Device, TrainingBackend as B, default_device};
 use slimfit_trainer::encode::batch_to_input;
-use slimfit_trainer::measure::OptimizerStatePolicy;
+use slimfit_trainer::run_config::TrainSettings;
 use slimfit_trainer::train::{
-    MemoryBudget, PolicyKind, TrainConfig, TrainError, Variant, Workload, step_gradients, train,
+    MemoryBudget, PolicyKind, TrainConfig, TrainError, Workload, step_gradients, train,
 };
 
 #[global_allocator]
@@ -237,34 +237,24 @@ fn rte_config(
     grad_accum: usize,
     out: &Path,
 ) -> TrainConfig {
-    TrainConfig {
-        task: GlueTask::Rte.into(),
+    TrainSettings {
+        task: Some(GlueTask::Rte.into()),
         data_dir: Some(data.to_path_buf()),
-        model: model.to_path_buf(),
-        policy: PolicyKind::Full,
-        lisa: None,
-        lora: None,
-        activation_checkpointing: false,
-        freeze_rate: 0.0,
-        variant: Variant::Default,
-        compression: slimfit_models::Compression::Exact,
-        score: "relative-l1".into(),
-        epochs: 1,
-        batch,
-        grad_accum,
-        head_warmup: 0.0,
-        lr: 1e-4,
-        warmup: 0.0,
-        max_len: 64,
-        seed: 5,
+        model: Some(model.to_path_buf()),
+        policy: Some(PolicyKind::Full),
+        epochs: Some(1),
+        batch: Some(batch),
+        grad_accum: Some(grad_accum),
+        lr: Some(1e-4),
+        max_len: Some(64),
+        seed: Some(5),
         max_train_examples: Some(16),
         max_dev_examples: Some(8),
-        optimizer_state: OptimizerStatePolicy::Keep,
-        memory_budget: MemoryBudget::Off,
         output: Some(out.to_path_buf()),
-        checkpoints: Default::default(),
-        image: None,
+        ..TrainSettings::default()
     }
+    .resolve()
+    .unwrap()
 }
 
 fn tensors(dir: &Path) -> HashMap<String, Vec<f32>> {

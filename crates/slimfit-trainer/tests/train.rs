@@ -5,10 +5,9 @@ use std::path::Path;
 use std::process::Command;
 
 use slimfit_data::GlueTask;
-use slimfit_data::assets::MINILM_L6_V2;
 use slimfit_memory::CountingAllocator;
 use slimfit_trainer::backend::{TrainingBackend, default_device};
-use slimfit_trainer::measure::OptimizerStatePolicy;
+use slimfit_trainer::run_config::TrainSettings;
 use slimfit_trainer::train::{MemoryBudget, PolicyKind, TrainConfig, TrainReport, Variant, train};
 
 #[global_allocator]
@@ -70,40 +69,23 @@ fn write_rte(dir: &Path) {
 }
 
 fn config(data_dir: &Path, policy: PolicyKind, variant: Variant) -> TrainConfig {
-    TrainConfig {
-        task: GlueTask::Rte.into(),
+    TrainSettings {
+        task: Some(GlueTask::Rte.into()),
         data_dir: Some(data_dir.to_path_buf()),
-        model: MINILM_L6_V2.resolve(None).unwrap(),
-        policy,
-        lisa: None,
-        lora: None,
-        activation_checkpointing: false,
-        freeze_rate: 0.9,
-        variant,
-        compression: match variant {
-            Variant::Paper => slimfit_models::Compression::Paper,
-            Variant::Default => slimfit_models::Compression::Scaled,
-        },
-        score: match variant {
-            Variant::Paper => "paper".into(),
-            Variant::Default => "relative-l1".into(),
-        },
-        epochs: 1,
-        batch: 8,
-        grad_accum: 1,
-        head_warmup: 0.0,
-        lr: 1e-4,
-        warmup: 0.0,
-        max_len: 64,
-        seed: 3,
-        max_train_examples: None,
-        max_dev_examples: None,
-        optimizer_state: OptimizerStatePolicy::Keep,
-        memory_budget: MemoryBudget::Off,
-        output: None,
-        checkpoints: Default::default(),
-        image: None,
+        policy: Some(policy),
+        freeze_rate: policy.uses_freeze_rate().then_some(0.9),
+        variant: Some(variant),
+        // The variant's storage for every policy, full fine-tuning included.
+        compression: Some(variant.defaults().0),
+        epochs: Some(1),
+        batch: Some(8),
+        lr: Some(1e-4),
+        max_len: Some(64),
+        seed: Some(3),
+        ..TrainSettings::default()
     }
+    .resolve()
+    .unwrap()
 }
 
 /// The backend's RNG (weights of new heads, dropout) is process-wide: runs in parallel test
