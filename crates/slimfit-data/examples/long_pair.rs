@@ -13,7 +13,9 @@ use slimfit_data::assets::MINILM_L6_V2;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 fn main() {
-    let dir = MINILM_L6_V2.resolve(None).expect("the cached MiniLM checkpoint");
+    let dir = MINILM_L6_V2
+        .resolve(None)
+        .expect("the cached MiniLM checkpoint");
     let ours = WordPieceTokenizer::from_dir(&dir, 128).expect("tokenizer");
     let mut reference = Tokenizer::from_file(dir.join("tokenizer.json")).expect("tokenizer");
     reference
@@ -24,7 +26,9 @@ fn main() {
             direction: TruncationDirection::Right,
         }))
         .expect("truncation");
-    let words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "."];
+    let words = [
+        "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", ".",
+    ];
     println!("words per sentence | tokenizers pair path | WordPieceTokenizer::encode");
     for n in [1_000, 5_000, 10_000, 20_000] {
         let sentence = |offset: usize| {
@@ -35,7 +39,9 @@ fn main() {
         };
         let (a, b) = (sentence(0), sentence(3));
         let start = Instant::now();
-        let slow = reference.encode((a.as_str(), b.as_str()), true).expect("encodes");
+        let slow = reference
+            .encode((a.as_str(), b.as_str()), true)
+            .expect("encodes");
         let slow_s = start.elapsed().as_secs_f64();
         let start = Instant::now();
         let fast = ours.encode(&a, Some(&b)).expect("encodes");
