@@ -16,8 +16,9 @@ use slimfit_memory::CountingAllocator;
 use slimfit_models::{CompressionConfig, ViTConfig};
 use slimfit_trainer::backend::{TrainingBackend, default_device};
 use slimfit_trainer::measure::{OptimizerStatePolicy, VitMeasureSpec, measure_vit_step};
+use slimfit_trainer::run_config::TrainSettings;
 use slimfit_trainer::task::{ImageTask, Task};
-use slimfit_trainer::train::{ImageOptions, MemoryBudget, PolicyKind, TrainConfig, Variant, train};
+use slimfit_trainer::train::{PolicyKind, TrainConfig, train};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
@@ -226,39 +227,26 @@ fn train_fashion_mnist_in_process_ils_and_full() {
     };
     let _serial = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     let task = Task::Image(ImageTask::FashionMnist);
-    let (rate, lr, _) = task.defaults();
-    let (compression, score) = Variant::Default.defaults();
-    let config = TrainConfig {
-        task,
+    let (rate, _, _) = task.defaults();
+    let config = TrainSettings {
+        task: Some(task),
         data_dir: Some(data.clone()),
-        model,
-        policy: PolicyKind::Ils,
-        lisa: None,
-        lora: None,
-        activation_checkpointing: false,
-        freeze_rate: rate,
-        variant: Variant::Default,
-        compression,
-        score: score.into(),
-        epochs: 1,
-        batch: 8,
-        grad_accum: 1,
-        head_warmup: 0.0,
-        lr,
-        warmup: 0.1,
-        max_len: 128,
-        seed: 5,
+        model: Some(model),
+        policy: Some(PolicyKind::Ils),
+        freeze_rate: Some(rate),
+        epochs: Some(1),
+        batch: Some(8),
+        warmup: Some(0.1),
+        seed: Some(5),
         max_train_examples: Some(40),
         max_dev_examples: Some(20),
-        optimizer_state: OptimizerStatePolicy::Drop,
-        memory_budget: MemoryBudget::Off,
-        output: None,
-        checkpoints: Default::default(),
-        image: Some(ImageOptions {
-            image_size: 28,
-            augment: false,
-        }),
-    };
+        optimizer_state: Some(OptimizerStatePolicy::Drop),
+        image_size: Some(28),
+        no_augment: true,
+        ..TrainSettings::default()
+    }
+    .resolve()
+    .unwrap();
     let run = |config: TrainConfig| {
         train::<TrainingBackend>(config, &default_device().unwrap(), |_, _, _, _| {})
             .unwrap_or_else(|e| panic!("{e}"))
@@ -506,39 +494,25 @@ fn an_image_run_resumed_after_a_crash_ends_as_the_uninterrupted_run() {
     let _serial = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let task = Task::Image(ImageTask::FashionMnist);
-    let (rate, lr, _) = task.defaults();
-    let (compression, score) = Variant::Default.defaults();
-    let config = TrainConfig {
-        task,
+    let (rate, _, _) = task.defaults();
+    let config = TrainSettings {
+        task: Some(task),
         data_dir: Some(data),
-        model,
-        policy: PolicyKind::Ils,
-        lisa: None,
-        lora: None,
-        activation_checkpointing: false,
-        freeze_rate: rate,
-        variant: Variant::Default,
-        compression,
-        score: score.into(),
-        epochs: 2,
-        batch: 8,
-        grad_accum: 1,
-        head_warmup: 0.0,
-        lr,
-        warmup: 0.0,
-        max_len: 128,
-        seed: 11,
+        model: Some(model),
+        policy: Some(PolicyKind::Ils),
+        freeze_rate: Some(rate),
+        epochs: Some(2),
+        batch: Some(8),
+        seed: Some(11),
         max_train_examples: Some(40),
         max_dev_examples: Some(16),
-        optimizer_state: OptimizerStatePolicy::Drop,
-        memory_budget: MemoryBudget::Off,
+        optimizer_state: Some(OptimizerStatePolicy::Drop),
+        image_size: Some(28),
         output: Some(tmp.path().join("whole")),
-        checkpoints: Default::default(),
-        image: Some(ImageOptions {
-            image_size: 28,
-            augment: true,
-        }),
-    };
+        ..TrainSettings::default()
+    }
+    .resolve()
+    .unwrap();
     let device = default_device().unwrap();
     let whole = train::<TrainingBackend>(config.clone(), &device, |_, _, _, _| {}).unwrap();
 
