@@ -11,6 +11,7 @@ use slimfit_data::{Label, SpamAssassin, Split, spam};
 use slimfit_memory::{Bytes, CountingAllocator};
 use slimfit_trainer::backend::{TrainingBackend, default_device};
 use slimfit_trainer::measure::OptimizerStatePolicy;
+use slimfit_trainer::run_config::TrainSettings;
 use slimfit_trainer::task::{GLUE_DIR_ENV, Task};
 use slimfit_trainer::train::{MemoryBudget, PolicyKind, TrainConfig, Variant, train};
 
@@ -41,36 +42,20 @@ fn trains_on_a_small_balanced_spam_subset() {
     assert_eq!(ham(&corpus.examples(Split::Train, Some(64))), 32);
     assert_eq!(ham(&corpus.examples(Split::Dev, Some(32))), 16);
 
-    let (freeze_rate, lr, _) = Task::SpamAssassin.defaults();
-    let (compression, score) = Variant::Default.defaults();
-    let config = TrainConfig {
-        task: Task::SpamAssassin,
-        data_dir: None,
-        model: MINILM_L6_V2.resolve(None).unwrap(),
-        policy: PolicyKind::Ils,
-        lisa: None,
-        lora: None,
-        activation_checkpointing: false,
-        freeze_rate,
-        variant: Variant::Default,
-        compression,
-        score: score.into(),
-        epochs: 1,
-        batch: 16,
-        grad_accum: 1,
-        head_warmup: 0.0,
-        lr,
-        warmup: 0.0,
-        max_len: 32,
-        seed: 5,
+    let config = TrainSettings {
+        task: Some(Task::SpamAssassin),
+        policy: Some(PolicyKind::Ils),
+        freeze_rate: Some(Task::SpamAssassin.defaults().0),
+        epochs: Some(1),
+        batch: Some(16),
+        max_len: Some(32),
+        seed: Some(5),
         max_train_examples: Some(64),
         max_dev_examples: Some(32),
-        optimizer_state: OptimizerStatePolicy::Keep,
-        memory_budget: MemoryBudget::Off,
-        output: None,
-        checkpoints: Default::default(),
-        image: None,
-    };
+        ..TrainSettings::default()
+    }
+    .resolve()
+    .unwrap();
     let report =
         train::<TrainingBackend>(config, &default_device().unwrap(), |_, _, _, _| {}).unwrap();
 
