@@ -135,19 +135,8 @@ pub fn run(args: &Args) -> Result<()> {
 /// One target under libFuzzer, its corpus seeded with `slimfit-fuzz`'s seeds.
 fn libfuzzer(root: &Path, target: &str, seconds: u64) -> Result<TargetRun> {
     let corpus = root.join("fuzz/corpus").join(target);
-    let mut seed = Command::new(cargo());
-    seed.current_dir(root).args([
-        "run",
-        "--release",
-        "-q",
-        "-p",
-        "slimfit-fuzz",
-        "--",
-        "--targets",
-        target,
-        "--write-seeds",
-    ]);
-    seed.arg(&corpus);
+    let mut seed = slimfit_fuzz_command(root, target);
+    seed.arg("--write-seeds").arg(&corpus);
     super::run(&mut seed).context("writing the seed corpus")?;
     let max_time = format!("-max_total_time={seconds}");
     let mut cmd = Command::new("cargo");
@@ -191,22 +180,8 @@ fn libfuzzer(root: &Path, target: &str, seconds: u64) -> Result<TargetRun> {
 
 /// One target under the mutation fuzzer.
 fn mutate(root: &Path, target: &str, seconds: u64) -> Result<TargetRun> {
-    let secs = seconds.to_string();
-    let args = [
-        "run",
-        "--release",
-        "-q",
-        "-p",
-        "slimfit-fuzz",
-        "--",
-        "--targets",
-        target,
-        "--seconds",
-        &secs,
-    ];
-    let out = Command::new(cargo())
-        .current_dir(root)
-        .args(args)
+    let out = slimfit_fuzz_command(root, target)
+        .args(["--seconds", &seconds.to_string()])
         .output()
         .context("cannot start the mutation fuzzer")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -227,10 +202,26 @@ fn mutate(root: &Path, target: &str, seconds: u64) -> Result<TargetRun> {
         inputs: line["inputs"].as_u64().unwrap_or(0),
         crashes: line["panics"].as_u64().unwrap_or(0),
         command: format!(
-            "cargo run --release -p slimfit-fuzz -- {}",
-            args[6..].join(" ")
+            "cargo run --release -p slimfit-fuzz -- --targets {target} --seconds {seconds}"
         ),
     })
+}
+
+/// `cargo run --release -p slimfit-fuzz -- --targets <target>` in `root`, more arguments to
+/// follow.
+fn slimfit_fuzz_command(root: &Path, target: &str) -> Command {
+    let mut command = Command::new(cargo());
+    command.current_dir(root).args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "slimfit-fuzz",
+        "--",
+        "--targets",
+        target,
+    ]);
+    command
 }
 
 fn cargo() -> String {

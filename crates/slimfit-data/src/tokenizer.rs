@@ -293,27 +293,26 @@ mod tests {
             .join(" ")
     }
 
+    /// `count` random pairs of up to `words` words each encode as the `tokenizers` pair
+    /// path encodes them: the same ids and type ids.
+    fn assert_pairs_match(t: &WordPieceTokenizer, count: usize, words: u64, state: &mut u64) {
+        for _ in 0..count {
+            let (na, nb) = ((*state % words) as usize, ((*state >> 8) % words) as usize);
+            let (a, b) = (sentence(na, state), sentence(nb, state));
+            let ours = t.encode(&a, Some(&b)).unwrap();
+            let reference = t.inner.encode((a.as_str(), b.as_str()), true).unwrap();
+            let context = format!("max_len {}: {a:?} / {b:?}", t.max_len);
+            assert_eq!(ours.input_ids, reference.get_ids(), "{context}");
+            assert_eq!(ours.token_type_ids, reference.get_type_ids(), "{context}");
+        }
+    }
+
     #[test]
     fn pairs_encode_as_the_tokenizers_pair_path_does() {
         let mut state = 0x2545_f491_4f6c_dd1d;
         for max_len in [5, 6, 16, 17, 64] {
             let (_dir, t) = tokenizer(max_len);
-            for _ in 0..150 {
-                let (na, nb) = ((state % 40) as usize, ((state >> 8) % 40) as usize);
-                let (a, b) = (sentence(na, &mut state), sentence(nb, &mut state));
-                let ours = t.encode(&a, Some(&b)).unwrap();
-                let reference = t.inner.encode((a.as_str(), b.as_str()), true).unwrap();
-                assert_eq!(
-                    ours.input_ids,
-                    reference.get_ids(),
-                    "{max_len}: {a:?} / {b:?}"
-                );
-                assert_eq!(
-                    ours.token_type_ids,
-                    reference.get_type_ids(),
-                    "{a:?} / {b:?}"
-                );
-            }
+            assert_pairs_match(&t, 150, 40, &mut state);
         }
     }
 
@@ -328,22 +327,7 @@ mod tests {
         let mut state = 0x9e37_79b9_7f4a_7c15;
         for max_len in [7, 128] {
             let t = WordPieceTokenizer::from_dir(&dir, max_len).unwrap();
-            for _ in 0..100 {
-                let (na, nb) = ((state % 90) as usize, ((state >> 8) % 90) as usize);
-                let (a, b) = (sentence(na, &mut state), sentence(nb, &mut state));
-                let ours = t.encode(&a, Some(&b)).unwrap();
-                let reference = t.inner.encode((a.as_str(), b.as_str()), true).unwrap();
-                assert_eq!(
-                    ours.input_ids,
-                    reference.get_ids(),
-                    "{max_len}: {a:?} / {b:?}"
-                );
-                assert_eq!(
-                    ours.token_type_ids,
-                    reference.get_type_ids(),
-                    "{a:?} / {b:?}"
-                );
-            }
+            assert_pairs_match(&t, 100, 90, &mut state);
         }
     }
 
