@@ -791,6 +791,14 @@ pub fn run_job(job: &str) -> Result<()> {
     Ok(())
 }
 
+/// `text` with this machine's paths replaced by placeholders, as committed records have
+/// them: the GLUE root by `$GLUE`, the asset cache by `$SLIMFIT_HOME`.
+pub fn portable(text: &str, glue: &Path) -> String {
+    let home = slimfit_data::assets::home();
+    text.replace(&glue.display().to_string(), "$GLUE")
+        .replace(&home.display().to_string(), "$SLIMFIT_HOME")
+}
+
 /// Optimizer steps between a cell's resumable checkpoints: a MiniLM checkpoint takes about a
 /// second to write, a step one to five on 2 cores, so under 1 % of a cell's time.
 const CELL_CHECKPOINT_EVERY: usize = 100;
@@ -1407,18 +1415,21 @@ pub fn run(args: &Args) -> Result<()> {
     let meta = Meta {
         profile: profile.to_string(),
         backend: BACKEND_NAME.to_string(),
-        model: model.display().to_string(),
-        glue_dir: glue.display().to_string(),
+        model: portable(&model.display().to_string(), &glue),
+        glue_dir: portable(&glue.display().to_string(), &glue),
         seeds: (0..seeds as u64).map(|s| FIRST_SEED + s).collect(),
         settings: tasks
             .iter()
             .map(|(t, s)| (t.name().to_string(), s.clone()))
             .collect(),
         skipped,
-        command: std::iter::once("cargo xtask reproduce-table".to_string())
-            .chain(std::env::args().skip(2))
-            .collect::<Vec<_>>()
-            .join(" "),
+        command: portable(
+            &std::iter::once("cargo xtask reproduce-table".to_string())
+                .chain(std::env::args().skip(2))
+                .collect::<Vec<_>>()
+                .join(" "),
+            &glue,
+        ),
         run_wall_seconds: None,
         cells_trained: 0,
         cells_reused: 0,

@@ -653,3 +653,18 @@ fn a_stopped_run_gets_its_partial_table_without_training() {
     let err = finished(vec!["rte".into()]).unwrap_err().to_string();
     assert!(err.contains("none of these cells has finished"), "{err}");
 }
+
+#[test]
+fn table_metadata_names_the_data_and_model_by_placeholder() {
+    let glue = std::path::Path::new("/data/somewhere/glue");
+    let home = slimfit_data::assets::home();
+    let command = format!(
+        "cargo xtask reproduce-table --data-dir {} --model {}/models/m",
+        glue.display(),
+        home.display()
+    );
+    assert_eq!(
+        crate::reproduce::portable(&command, glue),
+        "cargo xtask reproduce-table --data-dir $GLUE --model $SLIMFIT_HOME/models/m"
+    );
+}
