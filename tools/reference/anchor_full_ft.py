@@ -41,7 +41,7 @@ Prints one JSON line (the report) on stdout; progress goes to stderr.
 
 Usage:
   python tools/reference/anchor_full_ft.py --task mrpc --seed 43 \
-      [--data-dir /work/shared/data/glue] [--model ~/.cache/slimfit/models/all-MiniLM-L6-v2] \
+      [--data-dir $SLIMFIT_GLUE_DIR] [--model ~/.cache/slimfit/models/all-MiniLM-L6-v2] \
       [--threads 1] [--report out.json]
 
 Requirements: tools/reference/requirements.txt (torch, transformers; `tokenizers` comes
@@ -276,7 +276,8 @@ def main() -> None:
     p.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("SLIMFIT_GLUE_DIR") or "/work/shared/data/glue"),
+        default=Path(os.environ["SLIMFIT_GLUE_DIR"]) if os.environ.get("SLIMFIT_GLUE_DIR") else None,
+        required=not os.environ.get("SLIMFIT_GLUE_DIR"),
         help="GLUE root holding <TASK>/train.tsv and dev.tsv (default: $SLIMFIT_GLUE_DIR)",
     )
     p.add_argument("--model", type=Path, default=default_model_dir())
