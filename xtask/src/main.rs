@@ -16,6 +16,7 @@ use slimfit_data::assets::{self, MINILM_L6_V2};
 use slimfit_memory::CountingAllocator;
 
 mod figures;
+mod frontier;
 mod fuzz;
 mod reproduce;
 mod table;
@@ -57,6 +58,12 @@ enum Task {
     /// Writes <out>/table.md, table.json, SVG figures, and one JSON file per finished
     /// (task, method, seed) under <out>/cells/, which a rerun reuses (resume).
     ReproduceTable(reproduce::Args),
+    /// The memory–accuracy frontier: full fine-tuning as published on each task, then
+    /// SlimFit, full fine-tuning (checkpointing, accumulation), LoRA, LISA and the head
+    /// alone at 1/2, 1/3, 1/4 and 1/6 of its measured peak, each in the cheapest
+    /// configuration the accountant predicts to fit. Writes <out>/table.md, table.json,
+    /// frontier-<task>.svg and records/ (docs/RESULTS.md, "The frontier").
+    ReproduceFrontier(frontier::Args),
     /// Fuzz every input parser (slimfit-fuzz's targets) for a given time each and record
     /// the inputs tried and the crashes in docs/results/fuzz/ (docs/FUZZING.md).
     Fuzz(fuzz::Args),
@@ -89,6 +96,7 @@ fn main() -> Result<()> {
             tch_parity(venv.unwrap_or_else(|| assets::home().join("torch-venv")))
         }
         Task::ReproduceTable(args) => reproduce::run(&args),
+        Task::ReproduceFrontier(args) => frontier::run(&args),
         Task::TrainCell { job } => reproduce::run_job(&job),
         Task::Fuzz(args) => fuzz::run(&args),
     }

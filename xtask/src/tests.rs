@@ -38,7 +38,7 @@ fn tiny_settings() -> TaskSettings {
     }
 }
 
-fn glue_dir() -> Option<PathBuf> {
+pub(crate) fn glue_dir() -> Option<PathBuf> {
     let dir = glue_dir_from_env()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/glue"));
     GlueTask::Mrpc

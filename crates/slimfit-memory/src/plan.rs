@@ -62,6 +62,13 @@ pub struct PlanRequest {
     /// activations live beside the inputs of layers `≤ l` and the gradient arriving at its
     /// output, and the embeddings' while their gradient is built.
     pub recompute_layers: bool,
+    /// LoRA (`train --policy lora`): each trainable encoder-layer matrix (query, key, value,
+    /// attention output, FFN) is *adapted*, not trained — its weight stays frozen, with no
+    /// gradient and no moments, and a rank-r adapter (`r × (in + out)` values) trains in
+    /// its place; the matrix's input is kept as if it trained (the adapter's gradient reads
+    /// it). Other trainable units (the head) train whole. The adapter's `[tokens, r]`
+    /// intermediate is not counted (r ≪ hidden). `None`: no adapters.
+    pub adapter_rank: Option<usize>,
 }
 
 /// Errors of the accountant.
@@ -290,7 +297,38 @@ impl PlanRequest {
             score_snapshots: false,
             accumulated_gradients: false,
             recompute_layers: false,
+            adapter_rank: None,
         }
+    }
+
+    /// Values that train for unit `unit` when it is trainable: its own size, or under
+    /// [`PlanRequest::adapter_rank`] its adapter's when it is an encoder-layer matrix.
+    fn trained_numel(&self, unit: &UnitSpec) -> u64 {
+        let (h, f) = (self.shape.hidden as u64, self.shape.intermediate as u64);
+        let fan = match unit.role {
+            UnitRole::Query | UnitRole::Key | UnitRole::Value | UnitRole::AttentionOutput => {
+                Some(h + h)
+            }
+            UnitRole::Ffn1 | UnitRole::Ffn2 => Some(h + f),
+            _ => None,
+        };
+        match (self.adapter_rank, fan) {
+            (Some(rank), Some(fan)) => rank as u64 * fan,
+            _ => unit.numel as u64,
+        }
+    }
+
+    /// Adapter values alive beside the weights: every trainable unit that is adapted.
+    fn adapter_numel(&self, units: &[UnitSpec]) -> u64 {
+        if self.adapter_rank.is_none() {
+            return 0;
+        }
+        units
+            .iter()
+            .zip(&self.trainable)
+            .filter(|(u, t)| **t && self.trained_numel(u) != u.numel as u64)
+            .map(|(u, _)| self.trained_numel(u))
+            .sum()
     }
 
     fn validate(&self, units: &[UnitSpec]) -> Result<(), PlanError> {
@@ -388,40 +426,28 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
 
     // Resident.
     let bias_numel = shape.always_trained_numel() as u64;
-    let parameters = F32 * shape.parameters() as u64;
+    let adapters = request.adapter_numel(&units);
+    let parameters = F32 * (shape.parameters() as u64 + adapters);
+    let trained_numel: Vec<u64> = units
+        .iter()
+        .zip(trainable)
+        .map(|(u, t)| if *t { request.trained_numel(u) } else { 0 })
+        .collect();
+    let trained_total: u64 = trained_numel.iter().sum();
     let moments_numel = match request.optimizer_state {
-        OptimizerState::Keep => shape.parameters() as u64,
-        OptimizerState::Drop => {
-            bias_numel
-                + units
-                    .iter()
-                    .zip(trainable)
-                    .filter(|(_, t)| **t)
-                    .map(|(u, _)| u.numel as u64)
-                    .sum::<u64>()
-        }
+        OptimizerState::Keep => shape.parameters() as u64 + adapters,
+        OptimizerState::Drop => bias_numel + trained_total,
     };
     let snapshots = if request.score_snapshots {
-        F32 * units
-            .iter()
-            .zip(trainable)
-            .filter(|(_, t)| **t)
-            .map(|(u, _)| u.numel as u64)
-            .sum::<u64>()
+        F32 * trained_total
     } else {
         0
     };
     let optimizer_state = 2 * F32 * moments_numel + snapshots;
     let resident = parameters + optimizer_state - snapshots;
 
-    // Gradients: every trainable unit, every bias and β.
-    let unit_grad = |i: usize| {
-        if trainable[i] {
-            F32 * units[i].numel as u64
-        } else {
-            0
-        }
-    };
+    // Gradients: every trainable unit (its adapter, where adapted), every bias and β.
+    let unit_grad = |i: usize| F32 * trained_numel[i];
     // Per layer: Q/K/V/O biases, FFN biases, two LayerNorm β.
     let layer_bias_numel = (4 * shape.hidden + shape.intermediate + 3 * shape.hidden) as u64;
     let grads_total = (0..units.len()).map(unit_grad).sum::<u64>() + F32 * bias_numel;
@@ -567,10 +593,10 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
         .iter()
         .enumerate()
         .filter(|(i, _)| trainable[*i])
-        .map(|(_, u)| u.numel)
-        .chain([shape.largest_always_trained()])
+        .map(|(i, _)| trained_numel[i])
+        .chain([shape.largest_always_trained() as u64])
         .max()
-        .unwrap_or(0) as u64;
+        .unwrap_or(0);
     moments.push((
         PeakPhase::Update,
         cats(grads_total, 0, 0, F32 * largest_trained),
@@ -601,7 +627,12 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
                 parameters: Bytes(F32 * u.numel as u64),
                 gradient: Bytes(unit_grad(i)),
                 optimizer_state: Bytes(if has_moments {
-                    2 * F32 * u.numel as u64
+                    2 * F32
+                        * if trainable[i] {
+                            trained_numel[i]
+                        } else {
+                            u.numel as u64
+                        }
                 } else {
                     0
                 }),

@@ -3,7 +3,7 @@
 
 use slimfit_memory::{
     ActivationStorage, Bytes, EncoderShape, OptimizerState, PeakPhase, PlanError, PlanRequest,
-    fill_to_budget, fit_budget, plan, shed_to_budget,
+    UnitRole, fill_to_budget, fit_budget, plan, shed_to_budget,
 };
 
 fn bert_base() -> EncoderShape {
@@ -244,4 +244,47 @@ fn recomputing_layers_plans_layer_inputs_instead_of_saved_activations() {
         s0.total_peak_bytes.0 - s1.total_peak_bytes.0
             < plain.total_peak_bytes.0 - ckpt.total_peak_bytes.0
     );
+}
+
+/// LoRA on query and value (rank 8): the adapted matrices keep their inputs, like trained
+/// ones, but their gradients and moments are the adapters' — the plan lies between every
+/// unit frozen and query/value trained whole, and its resident state is the weights, the
+/// adapters and the adapters' moments (and the biases').
+#[test]
+fn adapters_train_in_place_of_the_matrices_they_adapt() {
+    let shape = bert_base();
+    let units = shape.units();
+    let qv: Vec<bool> = units
+        .iter()
+        .map(|u| matches!(u.role, UnitRole::Query | UnitRole::Value))
+        .collect();
+    let base = PlanRequest {
+        trainable: qv.clone(),
+        optimizer_state: OptimizerState::Drop,
+        ..request(ActivationStorage::Exact, 0.0)
+    };
+    let lora = PlanRequest {
+        adapter_rank: Some(8),
+        ..base.clone()
+    };
+    let frozen = PlanRequest {
+        trainable: vec![false; units.len()],
+        ..base.clone()
+    };
+    let (whole, adapted, none) = (
+        plan(&base).unwrap(),
+        plan(&lora).unwrap(),
+        plan(&frozen).unwrap(),
+    );
+    assert!(none.total_peak_bytes < adapted.total_peak_bytes);
+    assert!(adapted.total_peak_bytes < whole.total_peak_bytes);
+    // The saved inputs are a trained matrix's.
+    assert_eq!(adapted.saved_activation_bytes, whole.saved_activation_bytes);
+    let adapters = 12 * 2 * 8 * (768 + 768) as u64;
+    assert_eq!(
+        adapted.resident_bytes.0,
+        none.resident_bytes.0 + 3 * 4 * adapters
+    );
+    let grads: u64 = adapted.units.iter().map(|u| u.gradient.0).sum();
+    assert_eq!(grads, 4 * adapters);
 }

@@ -342,3 +342,99 @@ pub fn plan_shape(spec: &str) -> Result<EncoderShape, slimfit_models::LoadError>
         2,
     ))
 }
+
+/// The accountant's plan of one optimizer step of `config` for `shape` at `seq` tokens (the
+/// widest batch), with `overhead` besides the weights: the step as that policy trains it, in
+/// its costliest form —
+/// - full fine-tuning: every unit; head-only: the pooler and classifier; LISA: the units
+///   outside the encoder layers and γ whole layers; LoRA: the head and the adapted matrices
+///   of every layer, as adapters ([`PlanRequest::adapter_rank`]);
+/// - a freezing rate: the lowest `floor(rate · units)` frozen (as `measure-step`);
+/// - budget mode with a byte budget: the most units that fit it, worst case.
+///
+/// Under gradient accumulation `config.batch` is one micro-batch, as the trainer runs it.
+/// Head-only keeps no encoder activation at all (no gradient flows below the head); the
+/// accountant's nearest step, an upper bound, is the checkpointed one. The policies whose
+/// frozen units never train (LISA, head-only, LoRA) are planned without moments for those
+/// units whatever `config.optimizer_state` says: none ever exist. The one-run default's
+/// rule (resolved only against a run's measured overhead) is refused.
+pub fn plan_run(
+    config: &crate::train::TrainConfig,
+    shape: EncoderShape,
+    seq: usize,
+    overhead: Bytes,
+) -> Result<Plan, PlanError> {
+    use crate::memory_target::MemoryBudget;
+    use crate::train::PolicyKind;
+    let units = shape.units();
+    let mut request = PlanRequest::with_freeze_rate(
+        shape,
+        config.batch,
+        seq,
+        storage(config.compression),
+        optimizer_state(config.optimizer_state),
+        config.freeze_rate,
+    );
+    request.runtime_overhead = overhead;
+    request.score_snapshots = config.policy == PolicyKind::Ils;
+    request.accumulated_gradients = config.grad_accum > 1;
+    request.recompute_layers = config.activation_checkpointing || config.policy == PolicyKind::Head;
+    let never_trained = matches!(
+        config.policy,
+        PolicyKind::Lisa | PolicyKind::Head | PolicyKind::Lora
+    );
+    if never_trained {
+        request.optimizer_state = OptimizerState::Drop;
+    }
+    match config.policy {
+        PolicyKind::Full => request.trainable = vec![true; units.len()],
+        PolicyKind::Head => request.trainable = units.iter().map(|u| is_head(u.role)).collect(),
+        PolicyKind::Lisa => {
+            let gamma = config.lisa.unwrap_or_default().layers;
+            request.trainable = units
+                .iter()
+                .map(|u| u.layer.is_none_or(|l| l < gamma))
+                .collect();
+        }
+        PolicyKind::Lora => {
+            let lora = config.lora.clone().unwrap_or_default();
+            request.adapter_rank = Some(lora.rank);
+            request.trainable = units
+                .iter()
+                .map(|u| {
+                    is_head(u.role)
+                        || (u.layer.is_some() && lora.targets.iter().any(|t| adapts(*t, u.role)))
+                })
+                .collect();
+        }
+        PolicyKind::Ils | PolicyKind::StaticPrefix | PolicyKind::Random => {}
+    }
+    match config.memory_budget {
+        MemoryBudget::Off => plan(&request),
+        MemoryBudget::Bytes(budget) => Ok(slimfit_memory::fit_budget(&request, budget)?.worst_case),
+        MemoryBudget::Auto { .. } => Err(PlanError::Invalid(
+            "the one-run default's memory target is resolved by the run itself".into(),
+        )),
+    }
+}
+
+/// The task head's units (the trainer's `UnitKind::Head`).
+fn is_head(role: slimfit_memory::UnitRole) -> bool {
+    use slimfit_memory::UnitRole as R;
+    matches!(role, R::Pooler | R::Classifier)
+}
+
+/// Whether a LoRA target adapts a unit of `role`.
+fn adapts(target: slimfit_models::LoraTarget, role: slimfit_memory::UnitRole) -> bool {
+    use slimfit_memory::UnitRole as R;
+    use slimfit_models::LoraTarget as T;
+    matches!(
+        (target, role),
+        (T::Query, R::Query)
+            | (T::Key, R::Key)
+            | (T::Value, R::Value)
+            | (T::AttentionOutput, R::AttentionOutput)
+            | (T::Ffn1, R::Ffn1)
+            | (T::Ffn2, R::Ffn2)
+    )
+}

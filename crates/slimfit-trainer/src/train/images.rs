@@ -125,6 +125,7 @@ where
         ce: CrossEntropyLossConfig::new().init(device),
         device: device.clone(),
     };
+    let setup_peak = measured_peak();
     let (outcome, model) = run_slimfit(
         &mut workload,
         model,
@@ -137,6 +138,7 @@ where
     let budget = budget.map(|b| b.report);
     let mut report = report_of(config, data.dir, &units, outcome, sizes, budget);
     report.peak_bytes = measured_peak();
+    report.setup_peak_bytes = setup_peak;
     if let Some(dir) = &config.output {
         save_vit_classifier(&model, &model_config, &classes, Some(&config.model), dir)?;
     }

@@ -51,6 +51,11 @@ pub struct TrainReport {
     /// counted), when the counting allocator is installed and the backend allocates through
     /// it (flex); `None` otherwise.
     pub peak_bytes: Option<Bytes>,
+    /// Measured peak live bytes before the first step (loading the checkpoint, reading and
+    /// tokenizing the data): the least any run of this model and data can measure,
+    /// whatever it trains. Where measured, as `peak_bytes`; of the process that started
+    /// last, where the run was resumed.
+    pub setup_peak_bytes: Option<Bytes>,
     /// Measured peak live bytes of each optimizer step (from its forward pass to its score
     /// update), where the peak is measured (flex); empty otherwise. Budget mode puts the
     /// accountant's prediction for the same steps beside it.
@@ -131,6 +136,7 @@ pub(super) fn report_of(
             .collect(),
         trained_units_per_step: outcome.trained_per_step,
         peak_bytes: None,
+        setup_peak_bytes: None,
         step_peak_bytes: outcome.step_peaks,
         score_snapshots: outcome.score_snapshots,
         budget,

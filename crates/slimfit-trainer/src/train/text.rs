@@ -157,6 +157,7 @@ where
         ce: CrossEntropyLossConfig::new().init(device),
         device: device.clone(),
     };
+    let setup_peak = measured_peak();
     let (outcome, model) = run_slimfit(
         &mut workload,
         model,
@@ -169,6 +170,7 @@ where
     let budget = budget.map(|b| b.report);
     let mut report = report_of(config, data_dir, &units, outcome, sizes, budget);
     report.peak_bytes = measured_peak();
+    report.setup_peak_bytes = setup_peak;
     if let Some(dir) = &config.output {
         let labels = match task.labels() {
             LabelKind::Regression => HeadLabels::Regression,
