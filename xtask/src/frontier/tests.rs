@@ -182,11 +182,16 @@ fn a_tiny_sweep_records_every_cell_and_reuses_them_on_a_rerun() {
             .unwrap()
     };
     // At half of full fine-tuning's peak SlimFit trains; full fine-tuning cannot, whatever
-    // it recomputes or splits: its weights, gradients and moments alone are above it. At a
-    // sixth nothing fits: the weights alone are above it.
+    // it recomputes or splits: its weights, gradients and moments alone are above it, as
+    // they are for LISA (its word-embedding table trains with its moments) at a sixth.
     assert!(fits(Contender::Slimfit, 2));
     assert!(!fits(Contender::Full, 2));
-    assert!(Contender::ALL.into_iter().all(|c| !fits(c, 6)));
+    assert!(!fits(Contender::Full, 6) && !fits(Contender::Lisa, 6));
+    // The reference recorded its setup peak (the floor every prediction respects).
+    let floor = records[0].report.as_ref().unwrap()["setup_peak_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(floor > 0 && floor < measured);
 
     let written = super::output::write_all(dir.path(), &records, &[2, 6]).unwrap();
     let table = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
