@@ -141,7 +141,7 @@ impl Knobs {
     /// As `train` flags, for a task whose effective batch is `batch`: accumulating N
     /// micro-batches of `batch / N` (`None` where N does not divide it).
     pub fn flags(&self, batch: usize) -> Option<Vec<String>> {
-        if batch % self.grad_accum != 0 {
+        if !batch.is_multiple_of(self.grad_accum) {
             return None;
         }
         let mut flags = Vec::new();

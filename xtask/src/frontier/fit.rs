@@ -51,7 +51,7 @@ impl Planner {
         seq: usize,
         (measured, floor): (Bytes, Bytes),
     ) -> Result<Self> {
-        let config = slimfit_models::BertConfig::from_json_file(&model.join("config.json"))
+        let config = slimfit_models::BertConfig::from_json_file(model.join("config.json"))
             .with_context(|| format!("reading {}", model.join("config.json").display()))?;
         let mut planner = Self {
             shape: encoder_shape(&config, num_labels),
