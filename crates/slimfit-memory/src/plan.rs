@@ -69,6 +69,11 @@ pub struct PlanRequest {
     /// it). Other trainable units (the head) train whole. The adapter's `[tokens, r]`
     /// intermediate is not counted (r ≪ hidden). `None`: no adapters.
     pub adapter_rank: Option<usize>,
+    /// Head-only training (`train --policy head`): the head's units alone train, the
+    /// encoder's biases and β as well as its weights are frozen, so no gradient flows below
+    /// the head — the encoder saves no activation and runs no backward kernel; only the
+    /// head's gradients exist. `trainable` should mark the head's units alone.
+    pub head_only: bool,
 }
 
 /// Errors of the accountant.
@@ -298,6 +303,7 @@ impl PlanRequest {
             accumulated_gradients: false,
             recompute_layers: false,
             adapter_rank: None,
+            head_only: false,
         }
     }
 
@@ -426,6 +432,12 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
 
     // Resident.
     let bias_numel = shape.always_trained_numel() as u64;
+    // Head-only: the head's own bias and the classifier's are the only ones that train.
+    let trained_bias_numel = if request.head_only {
+        (shape.hidden + shape.num_labels) as u64
+    } else {
+        bias_numel
+    };
     let adapters = request.adapter_numel(&units);
     let parameters = F32 * (shape.parameters() as u64 + adapters);
     let trained_numel: Vec<u64> = units
@@ -436,7 +448,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     let trained_total: u64 = trained_numel.iter().sum();
     let moments_numel = match request.optimizer_state {
         OptimizerState::Keep => shape.parameters() as u64 + adapters,
-        OptimizerState::Drop => bias_numel + trained_total,
+        OptimizerState::Drop => trained_bias_numel + trained_total,
     };
     let snapshots = if request.score_snapshots {
         F32 * trained_total
@@ -450,7 +462,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     let unit_grad = |i: usize| F32 * trained_numel[i];
     // Per layer: Q/K/V/O biases, FFN biases, two LayerNorm β.
     let layer_bias_numel = (4 * shape.hidden + shape.intermediate + 3 * shape.hidden) as u64;
-    let grads_total = (0..units.len()).map(unit_grad).sum::<u64>() + F32 * bias_numel;
+    let grads_total = (0..units.len()).map(unit_grad).sum::<u64>() + F32 * trained_bias_numel;
     // Gradient accumulation: the running sum of earlier micro-batches' gradients.
     let accumulated = if request.accumulated_gradients {
         grads_total
@@ -493,7 +505,11 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     // Recomputing layers, the head's saved state and every layer's input instead.
     let recompute = request.recompute_layers;
     let layer_inputs = |n: usize| if recompute { n as u64 * d.nh4() } else { 0 };
-    let (forward_dynamic, forward_static) = if recompute {
+    let (forward_dynamic, forward_static) = if request.head_only {
+        let head =
+            dynamic_outside(&|r| !matches!(r, UnitRole::EmbeddingTable | UnitRole::EmbeddingNorm));
+        (head, saved.head)
+    } else if recompute {
         let head =
             dynamic_outside(&|r| !matches!(r, UnitRole::EmbeddingTable | UnitRole::EmbeddingNorm));
         (head, saved.head + layer_inputs(shape.layers))
@@ -535,7 +551,8 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     } else {
         workspace.backward(&d)
     };
-    for l in (0..shape.layers).rev() {
+    let encoder_layers = if request.head_only { 0 } else { shape.layers };
+    for l in (0..encoder_layers).rev() {
         let (dynamic_below, static_below) = if recompute {
             // Layer l re-run: its saved state, the inputs of layers ≤ l and the gradient
             // at its output.

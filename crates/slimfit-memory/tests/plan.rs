@@ -288,3 +288,33 @@ fn adapters_train_in_place_of_the_matrices_they_adapt() {
     let grads: u64 = adapted.units.iter().map(|u| u.gradient.0).sum();
     assert_eq!(grads, 4 * adapters);
 }
+
+/// Head-only training saves nothing in the encoder (no gradient flows below the head): its
+/// plan is far below every-unit-frozen SlimFit's, which still back-propagates into the
+/// encoder for the biases, and its only gradients are the head's.
+#[test]
+fn training_the_head_alone_keeps_no_encoder_activation() {
+    let shape = bert_base();
+    let head: Vec<bool> = shape
+        .units()
+        .iter()
+        .map(|u| matches!(u.role, UnitRole::Pooler | UnitRole::Classifier))
+        .collect();
+    let frozen = PlanRequest {
+        trainable: head.clone(),
+        optimizer_state: OptimizerState::Drop,
+        ..request(ActivationStorage::Exact, 0.0)
+    };
+    let head_only = PlanRequest {
+        head_only: true,
+        ..frozen.clone()
+    };
+    let (a, b) = (plan(&frozen).unwrap(), plan(&head_only).unwrap());
+    assert!(b.total_peak_bytes.0 * 2 < a.total_peak_bytes.0, "{b:?}");
+    assert_eq!(b.peak_phase, PeakPhase::Forward);
+    let head_numel = (768 * 768 + 768 + 2 * 768 + 2) as u64;
+    assert_eq!(
+        b.resident_bytes.0,
+        4 * bert_base().parameters() as u64 + 2 * 4 * head_numel
+    );
+}

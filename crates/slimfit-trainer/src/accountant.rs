@@ -353,8 +353,8 @@ pub fn plan_shape(spec: &str) -> Result<EncoderShape, slimfit_models::LoadError>
 /// - budget mode with a byte budget: the most units that fit it, worst case.
 ///
 /// Under gradient accumulation `config.batch` is one micro-batch, as the trainer runs it.
-/// Head-only keeps no encoder activation at all (no gradient flows below the head); the
-/// accountant's nearest step, an upper bound, is the checkpointed one. The policies whose
+/// Head-only is planned as such ([`PlanRequest::head_only`]: no encoder activation kept).
+/// The policies whose
 /// frozen units never train (LISA, head-only, LoRA) are planned without moments for those
 /// units whatever `config.optimizer_state` says: none ever exist. The one-run default's
 /// rule (resolved only against a run's measured overhead) is refused.

@@ -41,7 +41,13 @@ fn trained(report: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(report).unwrap();
     let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
     let map = value.as_object_mut().unwrap();
-    for volatile in ["wall_seconds", "peak_bytes", "step_peak_bytes", "config"] {
+    for volatile in [
+        "wall_seconds",
+        "peak_bytes",
+        "setup_peak_bytes",
+        "step_peak_bytes",
+        "config",
+    ] {
         map.remove(volatile);
     }
     value

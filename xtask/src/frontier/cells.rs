@@ -260,12 +260,14 @@ impl Sweep {
         )
     }
 
-    /// A committed record of `cell` made as `prepared` would make it (the same command and
-    /// budget), if any.
+    /// A committed record of `cell` made as `prepared` would make it (the same command,
+    /// budget and choice), if any.
     fn reusable(&self, cell: &Cell, prepared: &Prepared) -> Option<Record> {
         let text = std::fs::read_to_string(self.record_path(cell)).ok()?;
         let record: Record = serde_json::from_str(&text).ok()?;
-        (record.command == self.command(&prepared.flags) && record.budget == prepared.budget)
+        (record.command == self.command(&prepared.flags)
+            && record.budget == prepared.budget
+            && record.choice == prepared.choice)
             .then_some(record)
     }
 

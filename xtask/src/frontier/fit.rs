@@ -66,9 +66,9 @@ impl Planner {
     }
 
     /// The predicted whole-run peak of `train flags` (its step's plan, or the setup floor
-    /// where that is higher) and the units it trains per step:
-    /// `Ok(Err(why))` when the accountant says it cannot run (a budget below every unit
-    /// frozen).
+    /// where that is higher) and the units it trains per step. In budget mode where no unit
+    /// fits, the all-frozen step's peak and 0 units (such a run would train nothing).
+    /// `Ok(Err(why))` for a configuration that cannot be planned.
     pub fn plan(&self, flags: &[String]) -> Result<Result<(Bytes, usize), String>> {
         let parsed = Flags::try_parse_from(flags)
             .with_context(|| format!("parsing train flags {flags:?}"))?;
@@ -77,17 +77,16 @@ impl Planner {
             .resolve()
             .with_context(|| format!("resolving train flags {flags:?}"))?;
         match plan_run(&config, self.shape.clone(), self.seq, self.overhead) {
+            // Budget mode that fits only the all-frozen step: nothing would train.
             Ok(plan) if plan.trainable_units == 0 && config.memory_budget.is_on() => {
-                Ok(Err(format!(
-                    "only every unit frozen fits (predicted {})",
-                    plan.total_peak_bytes
-                )))
+                Ok(Ok((plan.total_peak_bytes.max(self.floor), 0)))
             }
             Ok(plan) => Ok(Ok((
                 plan.total_peak_bytes.max(self.floor),
                 plan.trainable_units,
             ))),
-            Err(e @ PlanError::BudgetTooSmall { .. }) => Ok(Err(e.to_string())),
+            // Not even the all-frozen step fits: what that step needs.
+            Err(PlanError::BudgetTooSmall { minimum, .. }) => Ok(Ok((minimum.max(self.floor), 0))),
             Err(e) => Err(e).with_context(|| format!("planning train flags {flags:?}")),
         }
     }
@@ -142,7 +141,8 @@ pub fn choose(
         if least.is_none_or(|(l, _)| predicted < l) {
             least = Some((predicted, knobs));
         }
-        if predicted > budget {
+        // A budget-mode run that could train no unit does not fit either.
+        if predicted > budget || units == 0 {
             continue;
         }
         let choice = Choice::Fits {
