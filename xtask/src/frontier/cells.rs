@@ -423,6 +423,11 @@ impl Sweep {
 
 fn describe(cell: &Cell, prepared: &Prepared, command: &str) {
     match (&prepared.choice, prepared.budget) {
+        (Some(Choice::DoesNotFit { least, knobs }), Some(budget)) if *least <= budget => println!(
+            "{}: does not fit {budget}: only every unit frozen would ({least}, {})",
+            cell.name(),
+            knobs.describe()
+        ),
         (Some(Choice::DoesNotFit { least, knobs }), Some(budget)) => println!(
             "{}: does not fit {budget} (least predicted {least}, {})",
             cell.name(),

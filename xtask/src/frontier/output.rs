@@ -90,6 +90,11 @@ pub fn points(records: &[Record]) -> Vec<Point> {
             let setting = match &group[0].choice {
                 None => "as published".to_string(),
                 Some(Choice::Fits { knobs, .. }) => knobs.describe(),
+                Some(Choice::DoesNotFit { least, .. })
+                    if group[0].budget.is_some_and(|b| *least <= b) =>
+                {
+                    format!("does not fit (only with nothing trained: {least})")
+                }
                 Some(Choice::DoesNotFit { least, .. }) => format!("does not fit (needs ≥ {least})"),
                 Some(Choice::Refused { knobs, .. }) => {
                     format!("refused by the trainer's plan ({})", knobs.describe())
