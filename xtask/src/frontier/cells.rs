@@ -231,10 +231,9 @@ impl Sweep {
         )?;
         let budget = Bytes(measured.0 / u64::from(cell.fraction));
         let choice = choose(cell.contender, budget, |knobs| {
-            match self.flags(cell, knobs, Some(budget)) {
-                Some(flags) => planner.plan(&flags),
-                None => Ok(Err("the micro-batch would not divide the batch".into())),
-            }
+            self.flags(cell, knobs, Some(budget))
+                .map(|flags| planner.plan(&flags))
+                .transpose()
         })?;
         let flags = match &choice {
             Choice::Fits { knobs, .. } => {

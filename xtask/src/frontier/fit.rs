@@ -59,7 +59,7 @@ impl Planner {
             overhead: Bytes::ZERO,
             floor: Bytes::ZERO,
         };
-        let step = planner.plan(reference_flags)?.map_err(anyhow::Error::msg)?;
+        let step = planner.plan(reference_flags)?;
         planner.overhead = Bytes(measured.0.saturating_sub(step.0.0));
         planner.floor = floor;
         Ok(planner)
@@ -68,8 +68,7 @@ impl Planner {
     /// The predicted whole-run peak of `train flags` (its step's plan, or the setup floor
     /// where that is higher) and the units it trains per step. In budget mode where no unit
     /// fits, the all-frozen step's peak and 0 units (such a run would train nothing).
-    /// `Ok(Err(why))` for a configuration that cannot be planned.
-    pub fn plan(&self, flags: &[String]) -> Result<Result<(Bytes, usize), String>> {
+    pub fn plan(&self, flags: &[String]) -> Result<(Bytes, usize)> {
         let parsed = Flags::try_parse_from(flags)
             .with_context(|| format!("parsing train flags {flags:?}"))?;
         let config = parsed
@@ -79,14 +78,11 @@ impl Planner {
         match plan_run(&config, self.shape.clone(), self.seq, self.overhead) {
             // Budget mode that fits only the all-frozen step: nothing would train.
             Ok(plan) if plan.trainable_units == 0 && config.memory_budget.is_on() => {
-                Ok(Ok((plan.total_peak_bytes.max(self.floor), 0)))
+                Ok((plan.total_peak_bytes.max(self.floor), 0))
             }
-            Ok(plan) => Ok(Ok((
-                plan.total_peak_bytes.max(self.floor),
-                plan.trainable_units,
-            ))),
+            Ok(plan) => Ok((plan.total_peak_bytes.max(self.floor), plan.trainable_units)),
             // Not even the all-frozen step fits: what that step needs.
-            Err(PlanError::BudgetTooSmall { minimum, .. }) => Ok(Ok((minimum.max(self.floor), 0))),
+            Err(PlanError::BudgetTooSmall { minimum, .. }) => Ok((minimum.max(self.floor), 0)),
             Err(e) => Err(e).with_context(|| format!("planning train flags {flags:?}")),
         }
     }
@@ -125,18 +121,18 @@ pub enum Choice {
 /// The configuration `contender` runs in under `budget`: the first on its ladder predicted
 /// to fit; for SlimFit, whose own knob is budget mode (it trains as many units per step as
 /// fit), the configuration that trains the most units, the earliest among equals.
-/// `plan(knobs)` predicts `(peak, units)`, or why it cannot run.
+/// `plan(knobs)` predicts `(peak, units)`; `None` for knobs that do not apply (a
+/// micro-batch that would not divide the batch).
 pub fn choose(
     contender: Contender,
     budget: Bytes,
-    mut plan: impl FnMut(Knobs) -> Result<Result<(Bytes, usize), String>>,
+    mut plan: impl FnMut(Knobs) -> Result<Option<(Bytes, usize)>>,
 ) -> Result<Choice> {
     let mut least: Option<(Bytes, Knobs)> = None;
     let mut best: Option<Choice> = None;
     for knobs in contender.ladder() {
-        let (predicted, units) = match plan(knobs)? {
-            Ok(p) => p,
-            Err(_) => continue,
+        let Some((predicted, units)) = plan(knobs)? else {
+            continue;
         };
         if least.is_none_or(|(l, _)| predicted < l) {
             least = Some((predicted, knobs));

@@ -11,12 +11,12 @@ use super::fit::{Choice, choose};
 fn descending(
     start: u64,
     units: &'static [usize],
-) -> impl FnMut(Knobs) -> anyhow::Result<Result<(Bytes, usize), String>> {
+) -> impl FnMut(Knobs) -> anyhow::Result<Option<(Bytes, usize)>> {
     let mut next = 0;
     move |_| {
         let i = next;
         next += 1;
-        Ok(Ok((
+        Ok(Some((
             Bytes(start - 10 * i as u64),
             units[i.min(units.len() - 1)],
         )))
@@ -70,11 +70,8 @@ fn a_contender_that_fits_nowhere_records_the_least_it_would_need() {
             knobs: *ladder.last().unwrap(),
         }
     );
-    // Configurations the accountant refuses are skipped, not chosen.
-    let choice = choose(Contender::Slimfit, Bytes(1000), |_| {
-        Ok(Err("too small".into()))
-    })
-    .unwrap();
+    // Configurations that do not apply are skipped, not chosen.
+    let choice = choose(Contender::Slimfit, Bytes(1000), |_| Ok(None)).unwrap();
     assert!(matches!(choice, Choice::DoesNotFit { .. }), "{choice:?}");
 }
 
